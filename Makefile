@@ -1,0 +1,38 @@
+# Latchkey: `make run` serves a trial on SQLite; `make test` runs every check.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := app
+
+.PHONY: run test lint test-sqlite test-postgresql setup browser clean
+
+$(BIN)/flask: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(BIN)/flask
+
+setup: $(BIN)/flask
+
+## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
+run: setup
+	$(BIN)/flask db upgrade
+	$(BIN)/flask dev-setup
+	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+
+test-sqlite: setup
+	LATCHKEY_TEST_DB=sqlite $(BIN)/pytest
+
+test-postgresql: setup
+	LATCHKEY_TEST_DB=postgresql $(BIN)/pytest
+
+## Lint, then the whole suite on SQLite and on PostgreSQL.
+test: lint test-sqlite test-postgresql
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

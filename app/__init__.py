@@ -1,0 +1,78 @@
+"""Latchkey: an OAuth 2.0 / OpenID Connect identity provider."""
+
+from flask import Flask
+from sqlalchemy import event
+
+from app.config import load_settings
+from app.extensions import csrf, db, migrate
+from app.wiring import Services, build_discovery
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app. ``config`` maps LATCHKEY_* names to values and, when
+    given, replaces the environment (tests pass their own)."""
+    app = Flask(__name__, template_folder="../templates", instance_relative_config=True)
+    settings = load_settings(config, instance_path=app.instance_path)
+    app.config.update(
+        LATCHKEY=settings,
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        WTF_CSRF_TIME_LIMIT=None,
+        SESSION_COOKIE_NAME="lk_csrf",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
+        TESTING=settings.env == "testing",
+    )
+    db.init_app(app)
+    _enable_sqlite_foreign_keys(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    csrf.init_app(app)
+    services = Services.build(app, settings)
+    app.extensions["latchkey"] = services
+
+    from app.accounts.views import bp as accounts_bp
+    from app.cli import register_cli
+    from app.oauth.views import bp as oauth_bp
+    from app.security.sessions import apply_queued_cookies
+    from app.web import register_error_handlers, register_health, security_headers
+
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(oauth_bp)
+    app.after_request(apply_queued_cookies)
+    app.after_request(security_headers)
+    register_error_handlers(app)
+    register_health(app)
+    register_cli(app)
+    services.discovery_json = build_discovery(settings.issuer)
+    return app
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # Several processes share one file in the trial and the tests.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def _enable_sqlite_foreign_keys(app: Flask) -> None:
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+def _migrations_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "migrations")

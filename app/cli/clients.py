@@ -1,0 +1,114 @@
+import click
+from flask.cli import with_appcontext
+
+from app.cli.output import emit
+from app.clients.services import (
+    GRANT_TYPES,
+    InvalidClientMetadata,
+    client_as_dict,
+    create_client,
+    delete_client,
+    list_clients,
+)
+from app.extensions import db
+from app.models import Client
+
+clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
+
+
+@clients_cli.command("create")
+@click.argument("name")
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI."
+)
+@click.option(
+    "--public", is_flag=True, help="No secret (SPA, mobile, CLI); PKCE required."
+)
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(GRANT_TYPES),
+    help="Default: authorization_code, refresh_token.",
+)
+@click.option("--scope", "scopes", multiple=True, help="Allowed scopes (default: all).")
+@click.option("--first-party", is_flag=True, help="Skip the consent page.")
+@click.option("--pkce-exempt", is_flag=True, help="Confidential client may skip PKCE.")
+@click.option("--may-introspect", is_flag=True, help="A resource server.")
+@click.option("--id-token-alg", default="ES256", type=click.Choice(["ES256", "RS256"]))
+@click.option("--backchannel-logout-uri", default=None)
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--client-id", default=None, help="Choose the id (default: random).")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def create(
+    name,
+    redirect_uris,
+    public,
+    grant_types,
+    scopes,
+    first_party,
+    pkce_exempt,
+    may_introspect,
+    id_token_alg,
+    backchannel_logout_uri,
+    post_logout,
+    client_id,
+    as_json,
+):
+    """Register a client. A confidential client's secret is printed once."""
+    try:
+        client, secret = create_client(
+            name,
+            redirect_uris,
+            public=public,
+            grant_types=grant_types or None,
+            scopes=scopes or None,
+            first_party=first_party,
+            pkce_exempt=pkce_exempt,
+            may_introspect=may_introspect,
+            id_token_alg=id_token_alg,
+            backchannel_logout_uri=backchannel_logout_uri,
+            post_logout_redirect_uris=post_logout,
+            client_id=client_id,
+        )
+    except InvalidClientMetadata as exc:
+        raise click.UsageError(str(exc)) from exc
+    data = client_as_dict(client)
+    data["client_secret"] = secret
+    emit(data, as_json)
+    if secret and not as_json:
+        click.echo("\nStore the secret now: Latchkey keeps only its hash.", err=True)
+
+
+@clients_cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def list_(as_json):
+    """List clients."""
+    emit([client_as_dict(c) for c in list_clients()], as_json)
+
+
+@clients_cli.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def show(client_id, as_json):
+    """Show one client (never its secret)."""
+    client = db.session.get(Client, client_id)
+    if client is None:
+        raise click.ClickException(f"no client with id {client_id}")
+    emit(client_as_dict(client), as_json)
+
+
+@clients_cli.command("delete")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@with_appcontext
+def delete(client_id, yes):
+    """Delete a client and every grant and token it holds."""
+    if not yes:
+        click.confirm(f"Delete client {client_id} and all its grants?", abort=True)
+    if not delete_client(client_id):
+        raise click.ClickException(f"no client with id {client_id}")
+    click.echo(f"deleted {client_id}")

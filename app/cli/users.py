@@ -1,0 +1,85 @@
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from app.accounts.services import (
+    AccountExists,
+    InvalidEmail,
+    create_account,
+    find_account,
+)
+from app.cli.output import emit
+from app.extensions import db
+from app.models import Account
+
+users_cli = click.Group("users", help="Create and inspect accounts.")
+
+
+def _as_dict(a: Account) -> dict:
+    return {
+        "id": a.id,
+        "email": a.email,
+        "name": a.name,
+        "status": a.status,
+        "has_password": a.password_hash is not None,
+        "created_at": a.created_at.isoformat(),
+    }
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Prompted for when not given.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def create(email, name, password, as_json):
+    """Create an account with a password."""
+    if len(password) < 8:
+        raise click.BadParameter(
+            "must be at least 8 characters", param_hint="--password"
+        )
+    try:
+        account = create_account(
+            current_app.extensions["latchkey"].passwords,
+            email,
+            password,
+            name=name,
+            email_verified=True,
+        )
+    except InvalidEmail as exc:
+        raise click.BadParameter(
+            f"not an email address: {email}", param_hint="EMAIL"
+        ) from exc
+    except AccountExists as exc:
+        raise click.ClickException(f"an account with {email} already exists") from exc
+    emit(_as_dict(account), as_json)
+
+
+@users_cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def list_(as_json):
+    """List accounts."""
+    accounts = db.session.execute(
+        select(Account).order_by(Account.created_at)
+    ).scalars()
+    emit([_as_dict(a) for a in accounts], as_json)
+
+
+@users_cli.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def show(email, as_json):
+    """Show one account."""
+    account = find_account(email)
+    if account is None:
+        raise click.ClickException(f"no account with email {email}")
+    emit(_as_dict(account), as_json)

@@ -1,0 +1,140 @@
+"""Client registration: secrets are shown once and stored as SHA-256."""
+
+import secrets
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Client
+from app.oauth.server import SCOPES_SUPPORTED
+from app.security.tokens import hash_token, new_token
+
+GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:device_code",
+)
+
+
+class InvalidClientMetadata(ValueError):
+    """A registration value is not acceptable; the message says which."""
+
+
+def _check_redirect_uri(uri: str) -> None:
+    parsed = urlparse(uri)
+    if parsed.fragment:
+        raise InvalidClientMetadata(f"redirect URI must not have a fragment: {uri}")
+    if parsed.scheme == "https" and parsed.netloc:
+        return
+    if parsed.scheme == "http" and parsed.hostname in (
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "::1",
+    ):
+        return  # RFC 8252 §7.3 loopback redirects for native apps
+    if parsed.scheme not in ("http", "https", "javascript", "data", "file", "") and (
+        "." in parsed.scheme
+    ):
+        return  # RFC 8252 §7.1 private-use scheme, e.g. com.example.app:/cb
+    raise InvalidClientMetadata(
+        f"redirect URI must be https, http on loopback, or a reverse-domain "
+        f"private scheme: {uri}"
+    )
+
+
+def create_client(
+    name: str,
+    redirect_uris=(),
+    public=False,
+    grant_types=None,
+    scopes=None,
+    first_party=False,
+    pkce_exempt=False,
+    may_introspect=False,
+    id_token_alg="ES256",
+    backchannel_logout_uri=None,
+    post_logout_redirect_uris=(),
+    client_id=None,
+) -> tuple[Client, str | None]:
+    """Register a client and commit. Returns (client, secret or None)."""
+    if not name:
+        raise InvalidClientMetadata("a client needs a name")
+    grant_types = list(grant_types or ["authorization_code", "refresh_token"])
+    for g in grant_types:
+        if g not in GRANT_TYPES:
+            raise InvalidClientMetadata(f"unknown grant type: {g}")
+    if public and "client_credentials" in grant_types:
+        raise InvalidClientMetadata("a public client cannot use client_credentials")
+    if public and pkce_exempt:
+        raise InvalidClientMetadata("a public client cannot be exempt from PKCE")
+    scopes = list(scopes or SCOPES_SUPPORTED)
+    for s in scopes:
+        if s not in SCOPES_SUPPORTED:
+            raise InvalidClientMetadata(f"unknown scope: {s}")
+    if id_token_alg not in ("ES256", "RS256"):
+        raise InvalidClientMetadata("id token algorithm must be ES256 or RS256")
+    redirect_uris = list(redirect_uris)
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise InvalidClientMetadata("authorization_code needs a redirect URI")
+    for uri in redirect_uris + list(post_logout_redirect_uris):
+        _check_redirect_uri(uri)
+    client_id = client_id or secrets.token_urlsafe(16)
+    if db.session.get(Client, client_id) is not None:
+        raise InvalidClientMetadata(f"client id already taken: {client_id}")
+    secret = None if public else new_token()
+    client = Client(
+        client_id=client_id,
+        name=name,
+        secret_hash=hash_token(secret) if secret else None,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=list(post_logout_redirect_uris),
+        grant_types=grant_types,
+        scopes=scopes,
+        token_endpoint_auth_method="none" if public else "client_secret_basic",
+        id_token_signed_response_alg=id_token_alg,
+        first_party=first_party,
+        pkce_exempt=pkce_exempt,
+        may_introspect=may_introspect,
+        backchannel_logout_uri=backchannel_logout_uri,
+    )
+    db.session.add(client)
+    db.session.commit()
+    return client, secret
+
+
+def list_clients() -> list[Client]:
+    return list(
+        db.session.execute(select(Client).order_by(Client.created_at)).scalars()
+    )
+
+
+def delete_client(client_id: str) -> bool:
+    """Delete a client; its grants, codes and tokens go with it (cascade)."""
+    client = db.session.get(Client, client_id)
+    if client is None:
+        return False
+    db.session.delete(client)
+    db.session.commit()
+    return True
+
+
+def client_as_dict(client: Client) -> dict:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.is_public,
+        "redirect_uris": client.redirect_uris,
+        "grant_types": client.grant_types,
+        "scopes": client.scopes,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "first_party": client.first_party,
+        "pkce_exempt": client.pkce_exempt,
+        "may_introspect": client.may_introspect,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "created_at": client.created_at.isoformat(),
+    }

@@ -1,0 +1,175 @@
+"""Settings from LATCHKEY_* environment variables, checked at start-up."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEV_SECRET_MARKER = "dev-"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the message names it."""
+
+
+def _int(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _bool(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    """Every setting Latchkey reads, with its environment variable."""
+
+    env: str = "development"  # LATCHKEY_ENV: development | production | testing
+    issuer: str = "http://127.0.0.1:5000"  # LATCHKEY_ISSUER
+    database_url: str = ""  # LATCHKEY_DATABASE_URL
+    secret_key: str = ""  # LATCHKEY_SECRET_KEY
+    key_encryption_key: str = ""  # LATCHKEY_KEY_ENCRYPTION_KEY (base64, 32 bytes)
+    redis_url: str = ""  # LATCHKEY_REDIS_URL
+    access_token_lifetime: int = 600  # LATCHKEY_ACCESS_TOKEN_LIFETIME (s, <= 600)
+    id_token_lifetime: int = 600  # LATCHKEY_ID_TOKEN_LIFETIME
+    authorization_code_lifetime: int = 60  # LATCHKEY_AUTHORIZATION_CODE_LIFETIME
+    refresh_token_idle_lifetime: int = 30 * 86400  # LATCHKEY_REFRESH_IDLE_LIFETIME
+    refresh_token_absolute_lifetime: int = 90 * 86400  # LATCHKEY_REFRESH_ABSOLUTE_...
+    refresh_grace_seconds: int = 10  # LATCHKEY_REFRESH_GRACE_SECONDS
+    session_lifetime: int = 14 * 86400  # LATCHKEY_SESSION_LIFETIME
+    signing_key_overlap: int = 7 * 86400  # LATCHKEY_SIGNING_KEY_OVERLAP
+    password_time_cost: int = 2  # LATCHKEY_PASSWORD_TIME_COST
+    password_memory_kib: int = 19 * 1024  # LATCHKEY_PASSWORD_MEMORY_KIB
+    password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
+    max_body_bytes: int = 64 * 1024  # LATCHKEY_MAX_BODY_BYTES
+    demo_data: bool = True  # LATCHKEY_DEMO_DATA (development only)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    def kek_bytes(self) -> bytes:
+        try:
+            raw = base64.urlsafe_b64decode(self.key_encryption_key + "==")
+        except ValueError as exc:
+            raise ConfigError("LATCHKEY_KEY_ENCRYPTION_KEY is not base64") from exc
+        if len(raw) != 32:
+            raise ConfigError(
+                "LATCHKEY_KEY_ENCRYPTION_KEY must be 32 bytes, base64-encoded "
+                "(python -c 'import secrets,base64;"
+                "print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())')"
+            )
+        return raw
+
+
+def load_settings(env=None, instance_path: str | None = None) -> Settings:
+    """Read settings from ``env`` (default: os.environ) and check them.
+
+    Development fills in missing secrets from a file under ``instance/`` so the
+    trial needs no set-up; production raises ConfigError naming the setting.
+    """
+    env = dict(os.environ if env is None else env)
+    mode = env.get("LATCHKEY_ENV", "development")
+    if mode not in ("development", "production", "testing"):
+        raise ConfigError(
+            f"LATCHKEY_ENV must be development, production or testing, got {mode!r}"
+        )
+    s = Settings(env=mode)
+    s.issuer = env.get("LATCHKEY_ISSUER", s.issuer).rstrip("/")
+    s.database_url = env.get("LATCHKEY_DATABASE_URL", "")
+    s.secret_key = env.get("LATCHKEY_SECRET_KEY", "")
+    s.key_encryption_key = env.get("LATCHKEY_KEY_ENCRYPTION_KEY", "")
+    s.redis_url = env.get("LATCHKEY_REDIS_URL", "")
+    s.access_token_lifetime = _int(env, "LATCHKEY_ACCESS_TOKEN_LIFETIME", 600)
+    s.id_token_lifetime = _int(env, "LATCHKEY_ID_TOKEN_LIFETIME", 600)
+    s.authorization_code_lifetime = _int(
+        env, "LATCHKEY_AUTHORIZATION_CODE_LIFETIME", 60
+    )
+    s.refresh_token_idle_lifetime = _int(
+        env, "LATCHKEY_REFRESH_IDLE_LIFETIME", s.refresh_token_idle_lifetime
+    )
+    s.refresh_token_absolute_lifetime = _int(
+        env, "LATCHKEY_REFRESH_ABSOLUTE_LIFETIME", s.refresh_token_absolute_lifetime
+    )
+    s.refresh_grace_seconds = _int(env, "LATCHKEY_REFRESH_GRACE_SECONDS", 10)
+    s.session_lifetime = _int(env, "LATCHKEY_SESSION_LIFETIME", s.session_lifetime)
+    s.signing_key_overlap = _int(
+        env, "LATCHKEY_SIGNING_KEY_OVERLAP", s.signing_key_overlap
+    )
+    s.password_time_cost = _int(env, "LATCHKEY_PASSWORD_TIME_COST", 2)
+    s.password_memory_kib = _int(env, "LATCHKEY_PASSWORD_MEMORY_KIB", 19 * 1024)
+    s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
+    s.max_body_bytes = _int(env, "LATCHKEY_MAX_BODY_BYTES", 64 * 1024)
+    s.demo_data = _bool(env, "LATCHKEY_DEMO_DATA", mode == "development")
+
+    if s.access_token_lifetime <= 0 or s.access_token_lifetime > 600:
+        raise ConfigError("LATCHKEY_ACCESS_TOKEN_LIFETIME must be 1..600 seconds")
+    if s.is_production:
+        _check_production(s)
+    else:
+        _fill_development_defaults(s, instance_path)
+    s.kek_bytes()  # fail at start, not at first signature
+    return s
+
+
+def _check_production(s: Settings) -> None:
+    problems = []
+    if not s.secret_key or s.secret_key.startswith(DEV_SECRET_MARKER):
+        problems.append("LATCHKEY_SECRET_KEY is missing or a development value")
+    elif len(s.secret_key) < 32:
+        problems.append("LATCHKEY_SECRET_KEY must be at least 32 characters")
+    if not s.key_encryption_key:
+        problems.append("LATCHKEY_KEY_ENCRYPTION_KEY is missing")
+    issuer = urlparse(s.issuer)
+    if issuer.scheme != "https" and issuer.hostname not in ("localhost", "127.0.0.1"):
+        problems.append(f"LATCHKEY_ISSUER must use https, got {s.issuer!r}")
+    if not s.database_url:
+        problems.append("LATCHKEY_DATABASE_URL is missing")
+    if s.demo_data:
+        problems.append("LATCHKEY_DEMO_DATA cannot be on in production")
+    if problems:
+        raise ConfigError("refusing to start in production: " + "; ".join(problems))
+
+
+def _fill_development_defaults(s: Settings, instance_path: str | None) -> None:
+    base = Path(instance_path or "instance")
+    if not s.database_url:
+        s.database_url = f"sqlite:///{(base / 'latchkey.sqlite3').resolve()}"
+    if s.secret_key and s.key_encryption_key:
+        return
+    # Generated once per checkout so that a restart keeps sessions and keys.
+    secrets_file = base / "dev-secrets.json"
+    stored = {}
+    if secrets_file.exists():
+        stored = json.loads(secrets_file.read_text())
+    else:
+        base.mkdir(parents=True, exist_ok=True)
+        stored = {
+            "secret_key": DEV_SECRET_MARKER + secrets.token_urlsafe(32),
+            "key_encryption_key": base64.urlsafe_b64encode(
+                secrets.token_bytes(32)
+            ).decode(),
+        }
+        secrets_file.write_text(json.dumps(stored))
+        secrets_file.chmod(0o600)
+    s.secret_key = s.secret_key or stored["secret_key"]
+    s.key_encryption_key = s.key_encryption_key or stored["key_encryption_key"]

@@ -1,0 +1,26 @@
+"""SQLAlchemy tables, one module per aggregate."""
+
+from app.models.account import Account, AccountStatus
+from app.models.client import Client
+from app.models.device import BrowserSession, Device
+from app.models.event import SecurityEvent
+from app.models.grant import AuthorizationCode, Consent, Grant, RefreshToken
+from app.models.key import SigningKey
+from app.models.outbox import OutboxMessage
+from app.models.revoked import RevokedAccessToken
+
+__all__ = [
+    "Account",
+    "AccountStatus",
+    "AuthorizationCode",
+    "BrowserSession",
+    "Client",
+    "Consent",
+    "Device",
+    "Grant",
+    "OutboxMessage",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "SecurityEvent",
+    "SigningKey",
+]

@@ -1,0 +1,84 @@
+"""Client: a relying party or resource server registered with Latchkey."""
+
+import hmac
+from datetime import datetime
+
+from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749.util import scope_to_list
+from sqlalchemy import JSON, Boolean, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.base import UTCDateTime, utcnow
+from app.security.tokens import hash_token
+
+
+class Client(db.Model, ClientMixin):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of a 256-bit random secret; None for public clients.
+    secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list] = mapped_column(JSON, default=list)
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(32), default="client_secret_basic"
+    )
+    id_token_signed_response_alg: Mapped[str] = mapped_column(
+        String(8), default="ES256"
+    )
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    pkce_exempt: Mapped[bool] = mapped_column(Boolean, default=False)
+    may_introspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(
+        String(2000), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    # Authlib ClientMixin -------------------------------------------------
+    def get_client_id(self):
+        return self.client_id
+
+    def get_default_redirect_uri(self):
+        # OAuth 2.1 / RFC 9700: never guess; the request must name its URI
+        # unless exactly one is registered.
+        if len(self.redirect_uris) == 1:
+            return self.redirect_uris[0]
+        return None
+
+    def get_allowed_scope(self, scope):
+        if not scope:
+            return " ".join(self.scopes)
+        allowed = set(self.scopes)
+        return " ".join(s for s in scope_to_list(scope) if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri):
+        # RFC 9700 §4.1.3: exact string match, no patterns, no prefixes.
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret):
+        if self.secret_hash is None or not client_secret:
+            return False
+        return hmac.compare_digest(self.secret_hash, hash_token(client_secret))
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        if endpoint == "token":
+            return method == self.token_endpoint_auth_method or (
+                # a confidential client may pick basic or post
+                self.token_endpoint_auth_method != "none"
+                and method in ("client_secret_basic", "client_secret_post")
+            )
+        return method != "none" or self.is_public
+
+    def check_response_type(self, response_type):
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type):
+        return grant_type in self.grant_types

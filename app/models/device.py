@@ -1,0 +1,58 @@
+"""Device (a browser, app or TV a person signed in from) and its sessions."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.base import UTCDateTime, new_id, utcnow
+
+
+class DeviceKind:
+    BROWSER = "browser"
+    APP = "app"
+    TV = "tv"
+
+
+class Device(db.Model):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # SHA-256 of the long-lived device cookie (browsers only).
+    cookie_hash: Mapped[str | None] = mapped_column(
+        String(64), unique=True, nullable=True
+    )
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default=DeviceKind.BROWSER)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_ip: Mapped[str] = mapped_column(String(64), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BrowserSession(db.Model):
+    """The signed-in state of one browser; the cookie holds a random id."""
+
+    __tablename__ = "sessions"
+
+    # SHA-256 of the cookie value; the cookie itself is never stored.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Public session id for OIDC ``sid`` claims and back-channel logout.
+    sid: Mapped[str] = mapped_column(String(32), unique=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
+    account_generation: Mapped[int] = mapped_column(Integer)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    acr: Mapped[str] = mapped_column(String(64), default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

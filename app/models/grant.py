@@ -1,0 +1,110 @@
+"""Grant (account x client x device x scope), its refresh tokens and codes."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.base import UTCDateTime, new_id, utcnow
+
+
+class Grant(db.Model):
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
+    session_sid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    account_generation: Mapped[int] = mapped_column(Integer)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    acr: Mapped[str] = mapped_column(String(64), default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Refresh rotation state. The live refresh token is the one whose seq
+    # equals live_seq; rotation is a conditional UPDATE on live_seq, so two
+    # processes can never both rotate the same token.
+    live_seq: Mapped[int] = mapped_column(Integer, default=0)
+    live_parent_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seq_counter: Mapped[int] = mapped_column(Integer, default=0)
+    last_refresh_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RefreshToken(db.Model):
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("grants.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuthorizationCode(db.Model):
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    session_sid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    account_generation: Mapped[int] = mapped_column(Integer)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    acr: Mapped[str] = mapped_column(String(64), default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The grant this code created, so that a replay can revoke it (RFC 6749 §4.1.2).
+    grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Consent(db.Model):
+    """Scopes a person has agreed to give a client; asked again for new ones."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("account_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE")
+    )
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _code_mixin_methods(cls):
+    """Authlib's AuthorizationCodeMixin / OIDC / PKCE accessors."""
+    cls.get_redirect_uri = lambda self: self.redirect_uri
+    cls.get_scope = lambda self: self.scope
+    cls.get_nonce = lambda self: self.nonce
+    cls.get_auth_time = lambda self: int(self.auth_time.timestamp())
+    cls.get_acr = lambda self: self.acr
+    cls.get_amr = lambda self: self.amr
+    return cls
+
+
+_code_mixin_methods(AuthorizationCode)

@@ -1,0 +1,7 @@
+from flask_wtf import FlaskForm
+from wtforms import SubmitField
+
+
+class ConsentForm(FlaskForm):
+    approve = SubmitField("Allow")
+    deny = SubmitField("Deny")

@@ -1,0 +1,294 @@
+"""All Authlib wiring: the authorization server, its grants and extensions.
+
+Authlib parses and validates the protocol; every rule about what is stored
+and what is live is in our services (tokens.py, refresh.py, revocation).
+"""
+
+from datetime import timedelta
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core.grants import OpenIDCode
+from flask import request as flask_request
+from sqlalchemy import select, update
+
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.models import Account, AccountStatus, AuthorizationCode, Client
+from app.models.base import utcnow
+from app.oauth.refresh import RefreshRejected, RefreshRotation
+from app.oauth.tokens import Subject, TokenIssuer
+from app.revocation.services import revoke_grant
+from app.security.tokens import hash_token, new_token
+
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+class LatchkeyAuthorizationServer(AuthorizationServer):
+    """Authlib's Flask server with our client lookup and token issuing."""
+
+    def __init__(
+        self,
+        app,
+        issuer_service: TokenIssuer,
+        rotation: RefreshRotation,
+        code_lifetime: int,
+    ):
+        super().__init__()
+        self.issuer_service = issuer_service
+        self.rotation = rotation
+        self.code_lifetime = code_lifetime
+        self.init_app(app, query_client=_query_client, save_token=_save_token)
+        self.scopes_supported = SCOPES_SUPPORTED
+        self.register_grant(
+            AuthorizationCodeGrant,
+            [S256CodeChallenge(), LatchkeyOpenIDCode(issuer_service)],
+        )
+        self.register_grant(RotatingRefreshTokenGrant)
+        self.register_grant(ClientCredentialsGrant)
+        self.register_extension(_issuer_parameter(issuer_service.issuer)())
+
+    def generate_token(
+        self,
+        grant_type,
+        client,
+        user=None,
+        scope=None,
+        expires_in=None,
+        include_refresh_token=True,
+    ):
+        if user is not None and user.grant is None:
+            self.issuer_service.create_grant(
+                user, client, scope or "", include_refresh_token
+            )
+        return self.issuer_service.token_response(client, scope or "", user)
+
+
+def _query_client(client_id):
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session.get(Client, client_id)
+
+
+def _save_token(token, request):
+    code = getattr(request, "authorization_code", None)
+    if code is not None and request.user is not None and request.user.grant:
+        db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == code.code_hash)
+            .values(grant_id=request.user.grant.id)
+        )
+    db.session.commit()
+
+
+def _issuer_parameter(issuer: str):
+    class LatchkeyIssuerParameter(IssuerParameter):
+        def get_issuer(self) -> str:
+            return issuer
+
+    return LatchkeyIssuerParameter
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only, required unless an operator exempted the client."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        client = grant.request.client
+        exempt = client.pkce_exempt and not client.is_public
+        if not data.get("code_challenge") and not exempt:
+            raise InvalidRequestError(
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+                redirect_uri=redirect_uri,
+            )
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            # RFC 7636 §4.3 would default to "plain"; we accept S256 only.
+            raise InvalidRequestError(
+                "code_challenge_method must be S256", redirect_uri=redirect_uri
+            )
+        return super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code):
+        return authorization_code.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code):
+        return authorization_code.code_challenge_method
+
+
+class LatchkeyOpenIDCode(OpenIDCode):
+    def exists_nonce(self, nonce, request):
+        # Nonce replay protection is the relying party's job (OIDC Core
+        # §15.5.2); we only keep a nonce from being reused within one client's
+        # pending codes.
+        return (
+            db.session.execute(
+                select(AuthorizationCode.code_hash).where(
+                    AuthorizationCode.client_id == request.payload.client_id,
+                    AuthorizationCode.nonce == nonce,
+                    AuthorizationCode.used_at.is_(None),
+                )
+            ).first()
+            is not None
+        )
+
+    def __init__(self, issuer_service: TokenIssuer):
+        super().__init__(require_nonce=False)
+        self.issuer_service = issuer_service
+
+    def encode_id_token(self, token, request):
+        return self.issuer_service.id_token(
+            request.client, request.user, token["scope"], token.get("access_token")
+        )
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def generate_authorization_code(self):
+        return new_token()
+
+    def save_authorization_code(self, code, request):
+        subject: Subject = request.user
+        data = request.payload.data
+        now = utcnow()
+        db.session.add(
+            AuthorizationCode(
+                code_hash=hash_token(code),
+                client_id=request.client.client_id,
+                account_id=subject.account.id,
+                device_id=subject.device_id,
+                session_sid=subject.session_sid,
+                account_generation=subject.account.generation,
+                redirect_uri=request.payload.redirect_uri
+                or request.client.get_default_redirect_uri(),
+                scope=request.scope or "",
+                nonce=data.get("nonce"),
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                auth_time=subject.auth_time,
+                amr=subject.amr,
+                acr=subject.acr,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.server.code_lifetime),
+            )
+        )
+        db.session.commit()
+
+    def query_authorization_code(self, code, client):
+        if not code or len(code) > 200:
+            return None
+        row = db.session.get(AuthorizationCode, hash_token(code))
+        if row is None or row.client_id != client.client_id:
+            return None
+        if row.used_at is not None:
+            self._revoke_replayed(row)
+            return None
+        if row.expires_at <= utcnow():
+            return None
+        return row
+
+    def _revoke_replayed(self, row: AuthorizationCode):
+        # RFC 6749 §4.1.2: a code used twice revokes what it issued.
+        if row.grant_id and revoke_grant(row.grant_id, "authorization_code_reused"):
+            record_event(
+                EventTag.CODE_REPLAYED,
+                row.account_id,
+                ip=flask_request.remote_addr,
+                user_agent=flask_request.headers.get("User-Agent", ""),
+                client_id=row.client_id,
+                grant_id=row.grant_id,
+            )
+        db.session.commit()
+
+    def authenticate_user(self, authorization_code):
+        # Claim the code atomically: of two concurrent redemptions one wins.
+        claimed = db.session.execute(
+            update(AuthorizationCode)
+            .where(
+                AuthorizationCode.code_hash == authorization_code.code_hash,
+                AuthorizationCode.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+        ).rowcount
+        if claimed != 1:
+            db.session.rollback()
+            self._revoke_replayed(
+                db.session.get(
+                    AuthorizationCode,
+                    authorization_code.code_hash,
+                    populate_existing=True,
+                )
+            )
+            return None
+        account = db.session.get(Account, authorization_code.account_id)
+        if (
+            account is None
+            or account.status != AccountStatus.ACTIVE
+            or account.generation != authorization_code.account_generation
+        ):
+            db.session.commit()  # the code stays spent
+            return None
+        return Subject(
+            account=account,
+            device_id=authorization_code.device_id,
+            session_sid=authorization_code.session_sid,
+            auth_time=authorization_code.auth_time,
+            amr=list(authorization_code.amr or []),
+            acr=authorization_code.acr,
+            nonce=authorization_code.nonce,
+        )
+
+    def delete_authorization_code(self, authorization_code):
+        """Spent codes are kept (used_at set) so that a replay is recognised."""
+
+
+class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def validate_token_request(self):
+        client = self._validate_request_client()
+        self.request.client = client
+        if not self.request.form.get("refresh_token"):
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+
+    def create_token_response(self):
+        client = self.request.client
+        try:
+            subject = self.server.rotation.rotate(
+                self.request.form.get("refresh_token"),
+                client,
+                ip=flask_request.remote_addr or "",
+                ua=flask_request.headers.get("User-Agent", ""),
+            )
+        except RefreshRejected as exc:
+            db.session.rollback()
+            raise InvalidGrantError("The refresh token is invalid.") from exc
+        granted = set((subject.grant.scope or "").split())
+        asked = self.request.form.get("scope")
+        scope = subject.grant.scope
+        if asked:
+            if not set(asked.split()) <= granted:
+                db.session.rollback()
+                raise InvalidScopeError()
+            scope = asked
+        self.request.user = subject
+        token = self.generate_token(
+            user=subject, scope=scope, include_refresh_token=True
+        )
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]

@@ -1,0 +1,175 @@
+"""Issuing tokens: JWT access tokens (RFC 9068), ID tokens, grants and their
+first refresh token. No Flask request objects here: the Authlib wiring in
+server.py passes in what it knows."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from authlib.oauth2.rfc6749.util import scope_to_list
+
+from app.extensions import db
+from app.models import Account, Client, Grant, RefreshToken
+from app.models.base import new_id, utcnow
+from app.oauth.keys import KeyRing
+from app.security.tokens import hash_token, new_token
+
+
+@dataclass
+class Subject:
+    """The person (and how and where they signed in) tokens are issued for.
+
+    Authlib hands this object around as its "user"; ``grant`` is None until the
+    token generator creates the grant for a fresh authorization.
+    """
+
+    account: Account
+    device_id: str
+    session_sid: str | None
+    auth_time: datetime
+    amr: list[str] = field(default_factory=list)
+    acr: str = "0"
+    grant: Grant | None = None
+    refresh_token: str | None = None
+    nonce: str | None = None
+
+    def get_user_id(self) -> str:
+        return self.account.id
+
+
+def half_hash(value: str, alg: str) -> str:
+    """OIDC Core §3.1.3.6 at_hash: left half of the hash, base64url."""
+    digest = hashlib.sha256(value.encode()).digest()  # ES256 and RS256 use SHA-256
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+def user_claims(account: Account, scope: str) -> dict:
+    """Claims about the person released for ``scope`` (OIDC Core §5.4)."""
+    scopes = set(scope_to_list(scope) or [])
+    claims: dict = {"sub": account.id}
+    if "profile" in scopes:
+        claims["name"] = account.name
+    if "email" in scopes:
+        claims["email"] = account.email
+        claims["email_verified"] = bool(account.email_verified)
+    return claims
+
+
+class TokenIssuer:
+    """Makes grants, refresh tokens, access tokens and ID tokens."""
+
+    def __init__(
+        self, keys: KeyRing, issuer: str, access_lifetime: int, id_token_lifetime: int
+    ):
+        self.keys = keys
+        self.issuer = issuer
+        self.access_lifetime = access_lifetime
+        self.id_token_lifetime = id_token_lifetime
+
+    # -- grants ------------------------------------------------------------
+    def create_grant(
+        self, subject: Subject, client: Client, scope: str, with_refresh: bool
+    ) -> Grant:
+        """Add a grant (and its first refresh token) to the session; no commit."""
+        now = utcnow()
+        grant = Grant(
+            id=new_id(),
+            account_id=subject.account.id,
+            client_id=client.client_id,
+            device_id=subject.device_id,
+            session_sid=subject.session_sid,
+            scope=scope,
+            account_generation=subject.account.generation,
+            auth_time=subject.auth_time,
+            amr=subject.amr,
+            acr=subject.acr,
+            created_at=now,
+            live_seq=0,
+            seq_counter=0,
+            last_refresh_at=now,
+        )
+        db.session.add(grant)
+        subject.grant = grant
+        if with_refresh:
+            subject.refresh_token = new_token()
+            db.session.add(
+                RefreshToken(
+                    token_hash=hash_token(subject.refresh_token),
+                    grant_id=grant.id,
+                    seq=0,
+                    created_at=now,
+                )
+            )
+        return grant
+
+    # -- JWTs --------------------------------------------------------------
+    def access_token(
+        self, client: Client, scope: str, subject: Subject | None
+    ) -> tuple[str, int]:
+        """A signed RFC 9068 access token and its lifetime in seconds."""
+        now = int(utcnow().timestamp())
+        claims = {
+            "iss": self.issuer,
+            "aud": client.client_id,
+            "client_id": client.client_id,
+            "iat": now,
+            "exp": now + self.access_lifetime,
+            "jti": new_id(),
+            "scope": scope,
+        }
+        if subject is None:
+            # RFC 9068 §2.2: with no resource owner, sub names the client.
+            claims["sub"] = client.client_id
+        else:
+            claims.update(
+                sub=subject.account.id,
+                auth_time=int(subject.auth_time.timestamp()),
+                acr=subject.acr,
+                amr=subject.amr,
+                gid=subject.grant.id,
+                did=subject.device_id,
+            )
+            if subject.session_sid:
+                claims["sid"] = subject.session_sid
+        return self.keys.sign(claims, "ES256", typ="at+jwt"), self.access_lifetime
+
+    def id_token(
+        self, client: Client, subject: Subject, scope: str, access_token: str | None
+    ) -> str:
+        alg = client.id_token_signed_response_alg or "ES256"
+        now = int(utcnow().timestamp())
+        claims = {
+            **user_claims(subject.account, scope),
+            "iss": self.issuer,
+            "aud": client.client_id,
+            "azp": client.client_id,
+            "iat": now,
+            "exp": now + self.id_token_lifetime,
+            "auth_time": int(subject.auth_time.timestamp()),
+            "amr": subject.amr,
+            "acr": subject.acr,
+        }
+        if subject.session_sid:
+            claims["sid"] = subject.session_sid
+        if subject.nonce:
+            claims["nonce"] = subject.nonce
+        if access_token:
+            claims["at_hash"] = half_hash(access_token, alg)
+        return self.keys.sign(claims, alg)
+
+    def token_response(
+        self, client: Client, scope: str, subject: Subject | None
+    ) -> dict:
+        access, lifetime = self.access_token(client, scope, subject)
+        token = {
+            "token_type": "Bearer",
+            "access_token": access,
+            "expires_in": lifetime,
+            "scope": scope,
+        }
+        if subject is not None and subject.refresh_token:
+            token["refresh_token"] = subject.refresh_token
+        return token

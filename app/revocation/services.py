@@ -1,0 +1,64 @@
+"""Cutting credentials off, at every grain, and the one test of liveness.
+
+Every cut-off is a constant number of statements whatever the number of
+tokens: a grant row, a device row, or the account's generation counter that
+every session, grant and code is compared against. All are idempotent.
+"""
+
+from sqlalchemy import update
+
+from app.extensions import db
+from app.models import Account, AccountStatus, BrowserSession, Device, Grant
+from app.models.base import utcnow
+
+
+def grant_is_live(grant: Grant, account: Account, device: Device) -> bool:
+    return (
+        grant.revoked_at is None
+        and grant.account_generation == account.generation
+        and account.status == AccountStatus.ACTIVE
+        and device.revoked_at is None
+    )
+
+
+def revoke_grant(grant_id: str, reason: str) -> bool:
+    """Revoke one grant and so its whole refresh-token family. No commit.
+
+    Returns True if this call revoked it (False if it already was).
+    """
+    result = db.session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoke_reason=reason)
+    )
+    return result.rowcount == 1
+
+
+def sign_out_device(device_id: str) -> bool:
+    """Cut off every session and grant of one device. No commit."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Device)
+        .where(Device.id == device_id, Device.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    db.session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.device_id == device_id, BrowserSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    return result.rowcount == 1
+
+
+def sign_out_account(account_id: str) -> int:
+    """Cut off every session, grant, refresh and access token, authorization
+    code and device code of an account: one row update. No commit.
+
+    Returns the account's new generation.
+    """
+    db.session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(generation=Account.generation + 1)
+    )
+    return db.session.get(Account, account_id, populate_existing=True).generation
