@@ -4,7 +4,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from app.config import load_settings
-from app.extensions import csrf, db, migrate
+from app.extensions import csrf, db, limiter, migrate
 from app.wiring import Services, build_discovery
 
 
@@ -26,22 +26,30 @@ def create_app(config: dict | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
         TESTING=settings.env == "testing",
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_KEY_PREFIX=settings.ratelimit_prefix,
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     db.init_app(app)
     _enable_sqlite_foreign_keys(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     csrf.init_app(app)
+    limiter.init_app(app)
     services = Services.build(app, settings)
     app.extensions["latchkey"] = services
 
     from app.accounts.views import bp as accounts_bp
     from app.cli import register_cli
+    from app.devices.views import bp as devices_bp
+    from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
     from app.security.sessions import apply_queued_cookies
     from app.web import register_error_handlers, register_health, security_headers
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(oauth_bp)
+    app.register_blueprint(oauth_api_bp)
+    app.register_blueprint(devices_bp)
     app.after_request(apply_queued_cookies)
     app.after_request(security_headers)
     register_error_handlers(app)

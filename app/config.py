@@ -57,6 +57,8 @@ class Settings:
     password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
     max_body_bytes: int = 64 * 1024  # LATCHKEY_MAX_BODY_BYTES
     demo_data: bool = True  # LATCHKEY_DEMO_DATA (development only)
+    reauth_max_age: int = 300  # LATCHKEY_REAUTH_MAX_AGE (s) before sign-out-all
+    ratelimit_prefix: str = "latchkey"  # LATCHKEY_RATELIMIT_PREFIX
     extra: dict = field(default_factory=dict)
 
     @property
@@ -120,6 +122,8 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
     s.max_body_bytes = _int(env, "LATCHKEY_MAX_BODY_BYTES", 64 * 1024)
     s.demo_data = _bool(env, "LATCHKEY_DEMO_DATA", mode == "development")
+    s.reauth_max_age = _int(env, "LATCHKEY_REAUTH_MAX_AGE", 300)
+    s.ratelimit_prefix = env.get("LATCHKEY_RATELIMIT_PREFIX", "latchkey")
 
     if s.access_token_lifetime <= 0 or s.access_token_lifetime > 600:
         raise ConfigError("LATCHKEY_ACCESS_TOKEN_LIFETIME must be 1..600 seconds")
@@ -153,6 +157,7 @@ def _check_production(s: Settings) -> None:
 def _fill_development_defaults(s: Settings, instance_path: str | None) -> None:
     base = Path(instance_path or "instance")
     if not s.database_url:
+        base.mkdir(parents=True, exist_ok=True)  # SQLite will not make the folder
         s.database_url = f"sqlite:///{(base / 'latchkey.sqlite3').resolve()}"
     if s.secret_key and s.key_encryption_key:
         return

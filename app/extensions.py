@@ -1,5 +1,7 @@
 """Unbound extension objects, bound to an app in create_app."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -17,3 +19,5 @@ NAMING_CONVENTION = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 csrf = CSRFProtect()
+# Storage (Redis or memory) comes from LATCHKEY_REDIS_URL in create_app.
+limiter = Limiter(key_func=get_remote_address)

@@ -71,6 +71,10 @@ def base_env(database_url, server_port, tmp_path_factory):
             secrets.token_bytes(32)
         ).decode(),
         "LATCHKEY_DEMO_DATA": "false",
+        "LATCHKEY_REDIS_URL": os.environ.get(
+            "LATCHKEY_TEST_REDIS", "redis://127.0.0.1:6379/0"
+        ),
+        "LATCHKEY_RATELIMIT_PREFIX": f"latchkey-test-{secrets.token_hex(4)}",
     }
 
 
@@ -158,9 +162,9 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited; see {self.log.name}")
             try:
-                requests.get(self.url + "/.well-known/openid-configuration", timeout=1)
+                requests.get(self.url + "/.well-known/openid-configuration", timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 

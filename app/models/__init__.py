@@ -3,6 +3,7 @@
 from app.models.account import Account, AccountStatus
 from app.models.client import Client
 from app.models.device import BrowserSession, Device
+from app.models.device_code import DeviceCode, DeviceCodeStatus
 from app.models.event import SecurityEvent
 from app.models.grant import AuthorizationCode, Consent, Grant, RefreshToken
 from app.models.key import SigningKey
@@ -17,6 +18,8 @@ __all__ = [
     "Client",
     "Consent",
     "Device",
+    "DeviceCode",
+    "DeviceCodeStatus",
     "Grant",
     "OutboxMessage",
     "RefreshToken",

@@ -63,3 +63,111 @@ class TokenInspector:
         if refresh.seq != grant.live_seq or not grant_is_live(grant, account, device):
             return None
         return refresh, grant
+
+
+class NotYourToken(Exception):
+    """The caller may not learn about this token (RFC 7662 §2.3)."""
+
+
+ACCESS, REFRESH = "access_token", "refresh_token"
+
+
+def hint_order(hint: str | None) -> tuple[str, str]:
+    # RFC 7009 §2.1 / RFC 7662 §2.1: the hint orders the search, it is not
+    # trusted; an unknown hint value is ignored.
+    return (REFRESH, ACCESS) if hint == REFRESH else (ACCESS, REFRESH)
+
+
+def describe_token(
+    inspector: TokenInspector, token: str, hint: str | None, caller: Client, settings
+) -> dict:
+    """RFC 7662 answer for ``token`` asked by ``caller``.
+
+    Raises NotYourToken when the caller is not a resource server
+    (may_introspect) and the token is not one issued to it.
+    """
+    for kind in hint_order(hint):
+        found = (_describe_access if kind == ACCESS else _describe_refresh)(
+            inspector, token, settings
+        )
+        if found is None:
+            continue
+        owner, answer = found
+        if not caller.may_introspect and owner != caller.client_id:
+            raise NotYourToken
+        return answer
+    if not caller.may_introspect:
+        raise NotYourToken
+    return {"active": False}
+
+
+def _describe_access(inspector: TokenInspector, token: str, settings):
+    try:
+        claims = inspector.keys.verify(token, typ="at+jwt")
+    except InvalidJWT:
+        return None
+    if claims.get("iss") != inspector.issuer:
+        return None  # another issuer's token: not ours to describe
+    owner = claims.get("client_id")
+    if inspector.access_token_claims(token) is None:
+        return owner, {"active": False}
+    answer = {
+        "active": True,
+        "token_type": "access_token",
+        **{
+            k: claims[k]
+            for k in (
+                "scope",
+                "client_id",
+                "sub",
+                "exp",
+                "iat",
+                "iss",
+                "aud",
+                "jti",
+                "sid",
+                "auth_time",
+                "acr",
+                "amr",
+            )
+            if k in claims
+        },
+    }
+    if "did" in claims:
+        answer["device_id"] = claims["did"]
+    return owner, answer
+
+
+def _describe_refresh(inspector: TokenInspector, token: str, settings):
+    if not token or len(token) > 200:
+        return None
+    row = db.session.execute(
+        select(RefreshToken, Grant)
+        .join(Grant, Grant.id == RefreshToken.grant_id)
+        .where(RefreshToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        return None
+    refresh, grant = row
+    owner = grant.client_id
+    live = inspector.refresh_token_record(token)
+    if live is None:
+        return owner, {"active": False}
+    absolute = grant.created_at.timestamp() + settings.refresh_token_absolute_lifetime
+    idle = grant.last_refresh_at.timestamp() + settings.refresh_token_idle_lifetime
+    now = utcnow().timestamp()
+    exp = int(min(absolute, idle))
+    if exp <= now:
+        return owner, {"active": False}
+    return owner, {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": grant.scope,
+        "client_id": grant.client_id,
+        "sub": grant.account_id,
+        "exp": exp,
+        "iat": int(refresh.created_at.timestamp()),
+        "iss": inspector.issuer,
+        "aud": grant.client_id,
+        "device_id": grant.device_id,
+    }

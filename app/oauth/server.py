@@ -23,6 +23,10 @@ from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.models import Account, AccountStatus, AuthorizationCode, Client
 from app.models.base import utcnow
+from app.oauth.device_flow import (
+    LatchkeyDeviceAuthorizationEndpoint,
+    PollingDeviceCodeGrant,
+)
 from app.oauth.refresh import RefreshRejected, RefreshRotation
 from app.oauth.tokens import Subject, TokenIssuer
 from app.revocation.services import revoke_grant
@@ -54,6 +58,10 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         )
         self.register_grant(RotatingRefreshTokenGrant)
         self.register_grant(ClientCredentialsGrant)
+        self.register_grant(PollingDeviceCodeGrant)
+        self.register_endpoint(
+            LatchkeyDeviceAuthorizationEndpoint(self, issuer_service.issuer)
+        )
         self.register_extension(_issuer_parameter(issuer_service.issuer)())
 
     def generate_token(

@@ -12,11 +12,12 @@ from functools import wraps
 from urllib.parse import urlencode, urlparse
 
 from flask import current_app, g, redirect, request, url_for
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Account, AccountStatus, BrowserSession, Device
 from app.models.base import utcnow
+from app.revocation.services import end_session
 from app.security.tokens import hash_token, new_token
 
 SESSION_COOKIE = "lk_session"
@@ -194,6 +195,13 @@ def start_session(account: Account, device: Device, amr: list[str], acr="0"):
     return sess
 
 
+def forget_session_cookie() -> None:
+    """Clear this browser's session cookie, e.g. after the session was cut
+    off by other means (sign out everywhere)."""
+    _queue_cookie(SESSION_COOKIE, None, 0)
+    g.current = None
+
+
 def end_current_session() -> BrowserSession | None:
     """End this browser's session, if any, and clear its cookie."""
     current = load_current_session()
@@ -202,11 +210,7 @@ def end_current_session() -> BrowserSession | None:
     g.current = None
     if current is None:
         return None
-    db.session.execute(
-        update(BrowserSession)
-        .where(BrowserSession.id_hash == current.session.id_hash)
-        .values(ended_at=utcnow())
-    )
+    end_session(current.session.sid)
     return current.session
 
 

@@ -1,0 +1,216 @@
+"""Connected devices page and /link, where a TV's user code is approved."""
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from app.devices.forms import (
+    DeviceDecisionForm,
+    RenameDeviceForm,
+    SignOutDeviceForm,
+    SignOutEverywhereForm,
+    UserCodeForm,
+)
+from app.devices.services import (
+    connected_devices,
+    rename_device,
+    sign_out_everywhere,
+    sign_out_one_device,
+)
+from app.events.services import EventTag, record_event
+from app.extensions import db, limiter
+from app.models.base import utcnow
+from app.oauth.device_flow import UnknownUserCode, decide, find_pending
+from app.security.sessions import (
+    client_ip,
+    end_current_session,
+    forget_session_cookie,
+    load_current_session,
+    login_required,
+    user_agent,
+)
+
+bp = Blueprint("devices", __name__)
+
+BAD_CODE = (
+    "That code is not valid or has expired. Check the code shown on "
+    "your device and try again."
+)
+
+
+def _account_and_ip() -> str:
+    current = load_current_session()
+    return f"link:{current.account.id if current else '-'}:{client_ip()}"
+
+
+# Wrong codes count against the person and address; right ones do not.
+link_limit = limiter.limit(
+    "10/10 minutes",
+    key_func=_account_and_ip,
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code == 400,
+)
+
+
+@bp.route("/link", methods=["GET", "POST"])
+@login_required
+@link_limit
+def link():
+    form = UserCodeForm()
+    if request.method == "GET":
+        form.user_code.data = request.args.get("user_code", "")[:32]
+        return render_template("devices/link.html", form=form, error=None)
+    if not form.validate_on_submit():
+        return render_template("devices/link.html", form=form, error=BAD_CODE), 400
+    try:
+        device_code, client = find_pending(form.user_code.data)
+    except UnknownUserCode:
+        return render_template("devices/link.html", form=form, error=BAD_CODE), 400
+    decision = DeviceDecisionForm(formdata=None, user_code=form.user_code.data)
+    return render_template(
+        "devices/link_confirm.html",
+        form=decision,
+        client=client,
+        device_code=device_code,
+        scopes=device_code.scope.split(),
+    )
+
+
+@bp.route("/link/decide", methods=["POST"])
+@login_required
+@link_limit
+def link_decide():
+    form = DeviceDecisionForm()
+    current = load_current_session()
+    if not form.validate_on_submit() or form.decision.data not in ("approve", "deny"):
+        return render_template(
+            "devices/link.html", form=UserCodeForm(), error=BAD_CODE
+        ), 400
+    approve = form.decision.data == "approve"
+    try:
+        device = decide(
+            form.user_code.data,
+            current.account,
+            approve,
+            current.session.auth_time,
+            list(current.session.amr or []),
+            current.session.acr,
+            client_ip(),
+        )
+    except UnknownUserCode:
+        return render_template(
+            "devices/link.html", form=UserCodeForm(), error=BAD_CODE
+        ), 400
+    if device is not None:
+        record_event(
+            EventTag.DEVICE_LINKED,
+            current.account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            device_id=device.id,
+            name=device.name,
+        )
+        record_event(
+            EventTag.NEW_DEVICE,
+            current.account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            device_id=device.id,
+            name=device.name,
+        )
+    db.session.commit()
+    return render_template("devices/link_done.html", approved=approve)
+
+
+@bp.route("/account/devices")
+@login_required
+def devices():
+    current = load_current_session()
+    return render_template(
+        "devices/list.html",
+        current=current,
+        devices=connected_devices(current.account),
+        sign_out_form=SignOutDeviceForm(),
+        rename_form=RenameDeviceForm(),
+        everywhere_form=SignOutEverywhereForm(),
+        needs_password=_needs_reauth(current),
+        messages=get_flashed_messages(),
+    )
+
+
+def _needs_reauth(current) -> bool:
+    max_age = current_app.config["LATCHKEY"].reauth_max_age
+    return (utcnow() - current.auth_time).total_seconds() > max_age
+
+
+@bp.route("/account/devices/<device_id>/sign-out", methods=["POST"])
+@login_required
+def sign_out_device(device_id):
+    current = load_current_session()
+    if not SignOutDeviceForm().validate_on_submit():
+        return render_template(
+            "errors/generic.html",
+            title="Form expired",
+            message="Please go back and try again.",
+        ), 400
+    if sign_out_one_device(current.account, device_id[:32], client_ip(), user_agent()):
+        flash("The device was signed out.")
+    if device_id == current.device.id:
+        end_current_session()
+        db.session.commit()
+        return redirect(url_for("accounts.login"))
+    return redirect(url_for("devices.devices"))
+
+
+@bp.route("/account/devices/<device_id>/rename", methods=["POST"])
+@login_required
+def rename(device_id):
+    form = RenameDeviceForm()
+    if not form.validate_on_submit():
+        return render_template(
+            "errors/generic.html",
+            title="Cannot rename",
+            message="Give the device a name of up to 200 characters.",
+        ), 400
+    rename_device(load_current_session().account, device_id[:32], form.name.data)
+    return redirect(url_for("devices.devices"))
+
+
+@bp.route("/account/devices/sign-out-all", methods=["POST"])
+@login_required
+def sign_out_all():
+    current = load_current_session()
+    form = SignOutEverywhereForm()
+    if not form.validate_on_submit():
+        return render_template(
+            "errors/generic.html",
+            title="Form expired",
+            message="Please go back and try again.",
+        ), 400
+    if _needs_reauth(current):
+        passwords = current_app.extensions["latchkey"].passwords
+        if not passwords.verify(
+            current.account.password_hash, form.password.data or ""
+        ):
+            return render_template(
+                "devices/list.html",
+                current=current,
+                devices=connected_devices(current.account),
+                sign_out_form=SignOutDeviceForm(),
+                rename_form=RenameDeviceForm(),
+                everywhere_form=form,
+                needs_password=True,
+                messages=["Enter your password to sign out everywhere."],
+            ), 401
+    sign_out_everywhere(
+        current.account, client_ip(), user_agent(), reason="user_request"
+    )
+    forget_session_cookie()  # the generation bump already ended the session
+    return redirect(url_for("accounts.login", signed_out="all"))

@@ -1,0 +1,103 @@
+"""Machine endpoints beside /token: revocation (RFC 7009), introspection
+(RFC 7662) and device authorization (RFC 8628). CSRF-exempt: clients
+authenticate themselves."""
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, current_app, jsonify, request
+
+from app.extensions import csrf, db
+from app.oauth.introspection import NotYourToken, describe_token
+from app.oauth.revocation import revoke_token
+
+bp = Blueprint("oauth_api", __name__)
+SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+def _services():
+    return current_app.extensions["latchkey"]
+
+
+def _no_store(response, status=200):
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _authenticated_request(methods, endpoint):
+    """(client, token) or raises OAuth2Error (401 invalid_client, 400 ...)."""
+    server = _services().server
+    oauth_request = server.create_oauth2_request(request)
+    client = server.authenticate_client(oauth_request, methods, endpoint)
+    token = request.form.get("token")
+    if not token:
+        raise _MissingToken
+    return client, token
+
+
+class _MissingToken(Exception):
+    pass
+
+
+def _run(handler, methods, endpoint):
+    try:
+        client, token = _authenticated_request(methods, endpoint)
+    except OAuth2Error as error:
+        return _services().server.handle_error_response(None, error)
+    except _MissingToken:
+        return _no_store(
+            jsonify(error="invalid_request", error_description="Missing 'token'."), 400
+        )
+    return handler(client, token)
+
+
+@bp.route("/introspect", methods=["POST"])
+@csrf.exempt
+def introspect():
+    def answer(caller, token):
+        services = _services()
+        try:
+            body = describe_token(
+                services.inspector,
+                token,
+                request.form.get("token_type_hint"),
+                caller,
+                services.settings,
+            )
+        except NotYourToken:
+            # RFC 7662 §2.3: not allowed to ask about this token.
+            return _no_store(
+                jsonify(
+                    error="insufficient_scope",
+                    error_description="This client may not introspect tokens "
+                    "issued to other clients.",
+                ),
+                403,
+            )
+        return _no_store(jsonify(body))
+
+    return _run(answer, SECRET_METHODS, "introspection")
+
+
+@bp.route("/revoke", methods=["POST"])
+@csrf.exempt
+def revoke():
+    def answer(caller, token):
+        revoke_token(
+            _services().inspector,
+            token,
+            request.form.get("token_type_hint"),
+            caller,
+            ip=request.remote_addr or "",
+            ua=request.headers.get("User-Agent", ""),
+        )
+        db.session.commit()
+        return _no_store(current_app.response_class(status=200))
+
+    return _run(answer, [*SECRET_METHODS, "none"], "revocation")
+
+
+@bp.route("/device_authorization", methods=["POST"])
+@csrf.exempt
+def device_authorization():
+    return _services().server.create_endpoint_response("device_authorization")

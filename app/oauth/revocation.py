@@ -1,0 +1,78 @@
+"""Token revocation by a client (RFC 7009)."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.models import Client, Grant, RefreshToken, RevokedAccessToken
+from app.oauth.introspection import ACCESS, TokenInspector, hint_order
+from app.oauth.keys import InvalidJWT
+from app.revocation.services import revoke_grant
+from app.security.tokens import hash_token
+
+
+def revoke_token(
+    inspector: TokenInspector,
+    token: str,
+    hint: str | None,
+    caller: Client,
+    ip="",
+    ua="",
+) -> None:
+    """Revoke ``token`` if it is ``caller``'s; otherwise do nothing. No commit.
+
+    RFC 7009 §2.2: unknown, foreign and already-revoked tokens are not errors.
+    """
+    for kind in hint_order(hint):
+        revoke = _revoke_access if kind == ACCESS else _revoke_refresh
+        if revoke(inspector, token, caller, ip, ua):
+            return
+
+
+def _revoke_access(inspector, token, caller, ip, ua) -> bool:
+    try:
+        claims = inspector.keys.verify(token, typ="at+jwt")
+    except InvalidJWT:
+        return False
+    if (
+        claims.get("iss") != inspector.issuer
+        or claims.get("client_id") != caller.client_id
+    ):
+        return True  # recognised, but not this client's to revoke
+    jti = str(claims.get("jti"))
+    if db.session.get(RevokedAccessToken, jti) is None:
+        db.session.add(
+            RevokedAccessToken(
+                jti=jti, expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC)
+            )
+        )
+    return True
+
+
+def _revoke_refresh(inspector, token, caller, ip, ua) -> bool:
+    if not token or len(token) > 200:
+        return False
+    grant = db.session.execute(
+        select(Grant)
+        .join(RefreshToken, RefreshToken.grant_id == Grant.id)
+        .where(RefreshToken.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+    if grant is None:
+        return False
+    # RFC 7009 §2.1: revoking a refresh token ends its grant, and with it
+    # every access token minted from that grant.
+    if grant.client_id == caller.client_id and revoke_grant(
+        grant.id, "revoked_by_client"
+    ):
+        record_event(
+            EventTag.GRANT_REVOKED,
+            grant.account_id,
+            ip=ip,
+            user_agent=ua,
+            device_id=grant.device_id,
+            client_id=caller.client_id,
+            grant_id=grant.id,
+        )
+    return True
