@@ -1,0 +1,418 @@
+"""The flask commands, driven through Flask's CLI runner against the test
+database: users, clients (secrets shown once, stored hashed), keys, dev-setup."""
+
+import hashlib
+import json
+import secrets
+
+import jwt
+import pytest
+from sqlalchemy import func, select, text
+
+from app import create_app
+from app.accounts.services import check_password
+from app.extensions import db
+from app.models import Account, Client, Device, Grant, RefreshToken
+from app.oauth.tokens import Subject
+from app.security.tokens import hash_token
+
+USAGE_ERROR = 2  # click's exit code for bad arguments
+FAILURE = 1
+
+
+@pytest.fixture
+def cli(app):
+    """Run ``flask <args>`` in-process; returns click's Result."""
+    runner = app.test_cli_runner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(args=list(args), input=input)
+
+    return invoke
+
+
+def ok(result):
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def failed(result, code):
+    """A handled failure (click's own exit), not a traceback."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.output
+
+
+def as_json(result):
+    return json.loads(ok(result).stdout)
+
+
+def _password() -> str:
+    return "pw-" + secrets.token_urlsafe(12)
+
+
+# -- users ------------------------------------------------------------------
+def test_users_create_list_and_show(cli, app):
+    password = _password()
+    made = as_json(
+        cli(
+            "users", "create", "Ada@Example.COM", "--name", "Ada",
+            "--password", password, "--json",
+        )
+    )  # fmt: skip
+    assert made["email"] == "ada@example.com"  # normalised
+    assert made["name"] == "Ada"
+    assert made["status"] == "active"
+    assert made["has_password"] is True
+    assert made["id"]
+
+    listed = as_json(cli("users", "list", "--json"))
+    assert [a["email"] for a in listed] == ["ada@example.com"]
+    assert as_json(cli("users", "show", "ADA@example.com", "--json")) == made
+
+    human = ok(cli("users", "show", "ada@example.com")).output
+    assert "ada@example.com" in human
+    assert password not in human
+    with app.app_context():
+        passwords = app.extensions["latchkey"].passwords
+        assert check_password(passwords, "ada@example.com", password).id == made["id"]
+        db.session.remove()
+
+
+def test_users_create_prompts_for_password(cli, app):
+    password = _password()
+    result = ok(
+        cli("users", "create", "grace@example.com", input=f"{password}\n{password}\n")
+    )
+    assert password not in result.stdout  # hidden input is not echoed
+    with app.app_context():
+        passwords = app.extensions["latchkey"].passwords
+        assert check_password(passwords, "grace@example.com", password) is not None
+        db.session.remove()
+
+
+def test_users_create_duplicate_email_fails_clearly(cli):
+    ok(cli("users", "create", "ada@example.com", "--password", _password()))
+    output = failed(
+        cli("users", "create", "ADA@example.com", "--password", _password()), FAILURE
+    )
+    assert "already exists" in output
+    assert len(as_json(cli("users", "list", "--json"))) == 1
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "ada@localhost", "a b@example.com"])
+def test_users_create_bad_email_is_a_usage_error(cli, email):
+    output = failed(cli("users", "create", email, "--password", _password()), 2)
+    assert "Usage:" in output
+    assert "not an email address" in output
+    assert as_json(cli("users", "list", "--json")) == []
+
+
+def test_users_create_short_password_is_a_usage_error(cli):
+    output = failed(
+        cli("users", "create", "ada@example.com", "--password", "short"), USAGE_ERROR
+    )
+    assert "--password" in output
+    assert "at least 8 characters" in output
+
+
+def test_users_show_unknown_email_fails(cli):
+    output = failed(cli("users", "show", "nobody@example.com"), FAILURE)
+    assert "no account with email nobody@example.com" in output
+
+
+# -- clients ----------------------------------------------------------------
+REDIRECT = "https://rp.example.com/callback"
+
+
+def _client_row(app, client_id) -> dict:
+    with app.app_context():
+        row = db.session.execute(
+            text("SELECT * FROM clients WHERE client_id = :id"), {"id": client_id}
+        ).mappings()
+        found = [dict(r) for r in row]
+        db.session.remove()
+    assert len(found) == 1
+    return found[0]
+
+
+def test_confidential_client_secret_is_shown_once_and_stored_hashed(cli, app):
+    made = as_json(
+        cli("clients", "create", "Shop", "--redirect-uri", REDIRECT, "--json")
+    )
+    secret = made["client_secret"]
+    assert len(secret) >= 43  # 256 bits, base64url
+    assert made["public"] is False
+    assert made["redirect_uris"] == [REDIRECT]
+    assert made["grant_types"] == ["authorization_code", "refresh_token"]
+
+    row = _client_row(app, made["client_id"])
+    assert row["secret_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    for column, value in row.items():
+        assert secret not in str(value), column
+
+    for args in (
+        ("clients", "show", made["client_id"]),
+        ("clients", "show", made["client_id"], "--json"),
+        ("clients", "list"),
+        ("clients", "list", "--json"),
+    ):
+        output = ok(cli(*args)).output
+        assert made["client_id"] in output
+        assert secret not in output
+        assert row["secret_hash"] not in output
+        assert not any(
+            line.split()[0] in ("client_secret", '"client_secret":')
+            for line in output.splitlines()
+            if line.strip()
+        )
+    shown = as_json(cli("clients", "show", made["client_id"], "--json"))
+    assert shown == {k: v for k, v in made.items() if k != "client_secret"}
+
+
+def test_confidential_client_human_output_prints_secret_once(cli, app):
+    result = ok(
+        cli("clients", "create", "Shop", "--redirect-uri", REDIRECT, "--client-id",
+            "shop")
+    )  # fmt: skip
+    row = _client_row(app, "shop")
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("client_secret")]
+    secret = line.split()[-1]
+    assert hash_token(secret) == row["secret_hash"]
+    assert result.stdout.count(secret) == 1
+    assert "keeps only its hash" in result.stderr
+
+
+def test_public_client_has_no_secret(cli, app):
+    made = as_json(
+        cli(
+            "clients", "create", "Phone app", "--public",
+            "--redirect-uri", "com.example.app:/callback", "--json",
+        )
+    )  # fmt: skip
+    assert made["client_secret"] is None
+    assert made["public"] is True
+    assert made["token_endpoint_auth_method"] == "none"
+    assert _client_row(app, made["client_id"])["secret_hash"] is None
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://rp.example.com/callback",  # plain http off loopback
+        "https://rp.example.com/callback#frag",
+        "javascript:alert(1)",
+        "/callback",
+    ],
+)
+def test_clients_create_invalid_redirect_uri_is_a_usage_error(cli, uri):
+    output = failed(cli("clients", "create", "Bad", "--redirect-uri", uri), USAGE_ERROR)
+    assert "redirect URI" in output
+    assert uri in output
+    assert as_json(cli("clients", "list", "--json")) == []
+
+
+def test_clients_create_unknown_grant_type_is_a_usage_error(cli):
+    output = failed(
+        cli(
+            "clients", "create", "Bad", "--redirect-uri", REDIRECT,
+            "--grant-type", "password",
+        ),
+        USAGE_ERROR,
+    )  # fmt: skip
+    assert "--grant-type" in output
+    assert "password" in output
+    assert as_json(cli("clients", "list", "--json")) == []
+
+
+def test_public_client_cannot_use_client_credentials(cli):
+    output = failed(
+        cli(
+            "clients", "create", "Bad", "--public",
+            "--grant-type", "client_credentials",
+        ),
+        USAGE_ERROR,
+    )  # fmt: skip
+    assert "public client cannot use client_credentials" in output
+
+
+def test_clients_create_taken_id_is_a_usage_error(cli):
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    output = failed(
+        cli("clients", "create", "B", "--redirect-uri", REDIRECT, "--client-id", "a"),
+        USAGE_ERROR,
+    )
+    assert "already taken" in output
+
+
+def test_clients_show_unknown_id_fails(cli):
+    output = failed(cli("clients", "show", "no-such-client"), FAILURE)
+    assert "no client with id no-such-client" in output
+
+
+def test_clients_delete_unknown_id_fails(cli):
+    output = failed(cli("clients", "delete", "no-such-client", "--yes"), FAILURE)
+    assert "no client with id no-such-client" in output
+
+
+def test_clients_delete_asks_first(cli):
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    failed(cli("clients", "delete", "a", input="n\n"), FAILURE)
+    ok(cli("clients", "show", "a"))
+    assert "deleted a" in ok(cli("clients", "delete", "a", input="y\n")).output
+    failed(cli("clients", "show", "a"), FAILURE)
+
+
+def _grant_for(app, client_id: str, email: str) -> str:
+    """A grant with a refresh token, as a finished authorization leaves."""
+    with app.app_context():
+        services = app.extensions["latchkey"]
+        account = db.session.execute(
+            select(Account).where(Account.email == email)
+        ).scalar_one()
+        device = Device(account_id=account.id, kind="browser", name="Test")
+        db.session.add(device)
+        db.session.flush()
+        subject = Subject(
+            account=account, device_id=device.id, session_sid=None,
+            auth_time=account.created_at, amr=["pwd"],
+        )  # fmt: skip
+        client = db.session.get(Client, client_id)
+        grant = services.issuer.create_grant(subject, client, "openid", True)
+        db.session.commit()
+        grant_id = grant.id
+        db.session.remove()
+    return grant_id
+
+
+def _count(app, model, **where) -> int:
+    with app.app_context():
+        query = select(func.count()).select_from(model).filter_by(**where)
+        n = db.session.execute(query).scalar_one()
+        db.session.remove()
+    return n
+
+
+def test_clients_delete_takes_grants_and_tokens_with_it(cli, app):
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    ok(cli("clients", "create", "B", "--redirect-uri", REDIRECT, "--client-id", "b"))
+    ok(cli("users", "create", "ada@example.com", "--password", _password()))
+    gone = _grant_for(app, "a", "ada@example.com")
+    kept = _grant_for(app, "b", "ada@example.com")
+
+    assert ok(cli("clients", "delete", "a", "--yes")).output.strip() == "deleted a"
+    assert _count(app, Grant, id=gone) == 0
+    assert _count(app, RefreshToken, grant_id=gone) == 0
+    assert _count(app, Grant, id=kept) == 1
+    assert _count(app, RefreshToken, grant_id=kept) == 1
+    assert [c["client_id"] for c in as_json(cli("clients", "list", "--json"))] == ["b"]
+
+
+# -- keys -------------------------------------------------------------------
+def _jwks_kids(client) -> set[str]:
+    response = client.get("/jwks.json")
+    assert response.status_code == 200
+    return {k["kid"] for k in response.json["keys"]}
+
+
+def _signing(keys: list[dict]) -> dict[str, str]:
+    return {k["alg"]: k["kid"] for k in keys if k["signing"]}
+
+
+def _client_credentials_token(cli, client) -> str:
+    made = as_json(
+        cli("clients", "create", "Worker", "--grant-type", "client_credentials",
+            "--json")
+    )  # fmt: skip
+    response = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(made["client_id"], made["client_secret"]),
+    )
+    assert response.status_code == 200, response.json
+    return response.json["access_token"]
+
+
+def test_keys_list_shows_the_published_signing_keys(cli, client):
+    keys = as_json(cli("keys", "list", "--json"))
+    signing = _signing(keys)
+    assert set(signing) == {"ES256", "RS256"}
+    assert set(signing.values()) <= _jwks_kids(client)
+    human = ok(cli("keys", "list")).output
+    assert all(kid in human for kid in signing.values())
+
+
+def test_keys_rotate_publishes_new_key_and_signs_with_it(cli, client):
+    before = _signing(as_json(cli("keys", "list", "--json")))
+    old_kid = before["ES256"]
+
+    (new,) = as_json(cli("keys", "rotate", "--alg", "ES256", "--json"))
+    assert new["alg"] == "ES256"
+    assert new["signing"] is True
+    assert new["kid"] != old_kid
+
+    # RFC 7517: the old key stays published so tokens it signed still verify.
+    kids = _jwks_kids(client)
+    assert {old_kid, new["kid"]} <= kids
+    listed = {k["kid"]: k for k in as_json(cli("keys", "list", "--json"))}
+    assert listed[old_kid]["signing"] is False
+    assert listed[old_kid]["retired_at"] is not None
+    assert listed[old_kid]["expires_at"] is not None
+    after = _signing(listed.values())
+    assert after == {"ES256": new["kid"], "RS256": before["RS256"]}
+
+    token = _client_credentials_token(cli, client)
+    assert jwt.get_unverified_header(token)["kid"] == new["kid"]
+
+
+def test_keys_rotate_without_alg_rotates_every_algorithm(cli, client):
+    before = _signing(as_json(cli("keys", "list", "--json")))
+    rotated = as_json(cli("keys", "rotate", "--json"))
+    assert {k["alg"] for k in rotated} == {"ES256", "RS256"}
+    assert not {k["kid"] for k in rotated} & set(before.values())
+    assert set(before.values()) | {k["kid"] for k in rotated} <= _jwks_kids(client)
+
+
+# -- dev-setup --------------------------------------------------------------
+def test_dev_setup_in_testing_mode_creates_no_demo_data(cli):
+    result = ok(cli("dev-setup"))
+    assert "password" not in result.output
+    assert as_json(cli("users", "list", "--json")) == []
+    assert as_json(cli("clients", "list", "--json")) == []
+    assert set(_signing(as_json(cli("keys", "list", "--json")))) == {"ES256", "RS256"}
+
+
+@pytest.fixture
+def development_app(app, base_env):
+    """A development-mode app on the test database (secrets from base_env, so
+    nothing is written under instance/)."""
+    dev = create_app(
+        {**base_env, "LATCHKEY_ENV": "development", "LATCHKEY_DEMO_DATA": "true"}
+    )
+    yield dev
+    with dev.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
+    runner = development_app.test_cli_runner()
+    first = runner.invoke(args=["dev-setup"])
+    assert first.exit_code == 0, first.output
+    fields = dict(
+        line.strip().split(":", 1) for line in first.output.splitlines() if ":" in line
+    )
+    email = fields["account"].strip()
+    password = fields["password"].strip()
+    with app.app_context():
+        passwords = app.extensions["latchkey"].passwords
+        assert check_password(passwords, email, password) is not None
+        db.session.remove()
+    assert _count(app, Client, client_id="demo-app") == 1
+
+    second = runner.invoke(args=["dev-setup"])
+    assert second.exit_code == 0, second.output
+    assert "already has accounts" in second.output
+    assert password not in second.output
+    assert _count(app, Account) == 1
+    assert _count(app, Client) == 1

@@ -1,0 +1,205 @@
+"""load_settings: production refuses unsafe settings by name; development
+fills in its own secrets and keeps them."""
+
+import base64
+import json
+import secrets
+import sqlite3
+import stat
+
+import pytest
+
+from app.config import ConfigError, load_settings
+
+
+def _kek() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture
+def production_env():
+    """Settings a real deployment could start with."""
+    return {
+        "LATCHKEY_ENV": "production",
+        "LATCHKEY_ISSUER": "https://id.example.com/",
+        "LATCHKEY_DATABASE_URL": "postgresql+psycopg://latchkey@db/latchkey",
+        "LATCHKEY_SECRET_KEY": secrets.token_urlsafe(32),
+        "LATCHKEY_KEY_ENCRYPTION_KEY": _kek(),
+    }
+
+
+def _refused(env, tmp_path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env, instance_path=str(tmp_path))
+    return str(info.value)
+
+
+def test_production_with_good_settings_loads(production_env, tmp_path):
+    s = load_settings(production_env, instance_path=str(tmp_path))
+    assert s.is_production
+    assert s.issuer == "https://id.example.com"  # trailing slash dropped
+    assert s.secret_key == production_env["LATCHKEY_SECRET_KEY"]
+    assert len(s.kek_bytes()) == 32
+    assert s.demo_data is False
+    assert list(tmp_path.iterdir()) == []  # nothing generated in production
+
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:5000", "http://localhost:8080"])
+def test_production_allows_http_issuer_on_loopback(production_env, tmp_path, issuer):
+    production_env["LATCHKEY_ISSUER"] = issuer
+    assert load_settings(production_env, instance_path=str(tmp_path)).issuer == issuer
+
+
+def test_production_refuses_development_secret(production_env, tmp_path):
+    production_env["LATCHKEY_SECRET_KEY"] = "dev-" + secrets.token_urlsafe(32)
+    assert "LATCHKEY_SECRET_KEY" in _refused(production_env, tmp_path)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_production_refuses_missing_secret(production_env, tmp_path, value):
+    if value is None:
+        del production_env["LATCHKEY_SECRET_KEY"]
+    else:
+        production_env["LATCHKEY_SECRET_KEY"] = value
+    assert "LATCHKEY_SECRET_KEY" in _refused(production_env, tmp_path)
+    assert not (tmp_path / "dev-secrets.json").exists()
+
+
+def test_production_refuses_short_secret(production_env, tmp_path):
+    production_env["LATCHKEY_SECRET_KEY"] = "too-short"
+    assert "LATCHKEY_SECRET_KEY" in _refused(production_env, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://id.example.com",
+        "http://localhost.example.com",
+        "http://10.0.0.5:5000",
+    ],
+)
+def test_production_refuses_http_issuer_off_loopback(production_env, tmp_path, issuer):
+    production_env["LATCHKEY_ISSUER"] = issuer
+    message = _refused(production_env, tmp_path)
+    assert "LATCHKEY_ISSUER" in message
+    assert issuer in message
+
+
+def test_production_refuses_missing_key_encryption_key(production_env, tmp_path):
+    del production_env["LATCHKEY_KEY_ENCRYPTION_KEY"]
+    assert "LATCHKEY_KEY_ENCRYPTION_KEY" in _refused(production_env, tmp_path)
+
+
+def test_production_refuses_short_key_encryption_key(production_env, tmp_path):
+    production_env["LATCHKEY_KEY_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(
+        b"sixteen bytes..."
+    ).decode()
+    assert "LATCHKEY_KEY_ENCRYPTION_KEY" in _refused(production_env, tmp_path)
+
+
+def test_production_refuses_missing_database_url(production_env, tmp_path):
+    del production_env["LATCHKEY_DATABASE_URL"]
+    assert "LATCHKEY_DATABASE_URL" in _refused(production_env, tmp_path)
+
+
+def test_production_refuses_demo_data(production_env, tmp_path):
+    production_env["LATCHKEY_DEMO_DATA"] = "true"
+    assert "LATCHKEY_DEMO_DATA" in _refused(production_env, tmp_path)
+
+
+def test_production_names_every_problem_at_once(tmp_path):
+    message = _refused(
+        {"LATCHKEY_ENV": "production", "LATCHKEY_ISSUER": "http://id.example.com"},
+        tmp_path,
+    )
+    for name in (
+        "LATCHKEY_SECRET_KEY",
+        "LATCHKEY_KEY_ENCRYPTION_KEY",
+        "LATCHKEY_ISSUER",
+        "LATCHKEY_DATABASE_URL",
+    ):
+        assert name in message
+
+
+def test_unknown_mode_is_refused(tmp_path):
+    assert "LATCHKEY_ENV" in _refused({"LATCHKEY_ENV": "prod"}, tmp_path)
+
+
+def test_development_generates_secrets_once_and_keeps_them(tmp_path):
+    instance = tmp_path / "instance"
+    env = {"LATCHKEY_ENV": "development"}
+    first = load_settings(env, instance_path=str(instance))
+    assert first.secret_key.startswith("dev-")
+    assert len(first.kek_bytes()) == 32
+    assert first.demo_data is True
+    assert first.database_url == f"sqlite:///{(instance / 'latchkey.sqlite3')}"
+    secrets_file = instance / "dev-secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert json.loads(secrets_file.read_text()) == {
+        "secret_key": first.secret_key,
+        "key_encryption_key": first.key_encryption_key,
+    }
+
+    second = load_settings(env, instance_path=str(instance))
+    assert second.secret_key == first.secret_key
+    assert second.key_encryption_key == first.key_encryption_key
+
+
+def test_development_secrets_differ_per_instance(tmp_path):
+    a = load_settings({}, instance_path=str(tmp_path / "a"))
+    b = load_settings({}, instance_path=str(tmp_path / "b"))
+    assert a.is_development
+    assert a.secret_key != b.secret_key
+    assert a.key_encryption_key != b.key_encryption_key
+
+
+def test_development_keeps_secrets_it_is_given(tmp_path):
+    kek = _kek()
+    s = load_settings(
+        {"LATCHKEY_SECRET_KEY": "given-secret", "LATCHKEY_KEY_ENCRYPTION_KEY": kek},
+        instance_path=str(tmp_path),
+    )
+    assert (s.secret_key, s.key_encryption_key) == ("given-secret", kek)
+    assert not (tmp_path / "dev-secrets.json").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LATCHKEY_ACCESS_TOKEN_LIFETIME",
+        "LATCHKEY_REFRESH_IDLE_LIFETIME",
+        "LATCHKEY_PASSWORD_MEMORY_KIB",
+        "LATCHKEY_MAX_BODY_BYTES",
+    ],
+)
+@pytest.mark.parametrize("raw", ["ten", "1.5", "60s"])
+def test_bad_integer_names_the_variable(tmp_path, name, raw):
+    message = _refused({name: raw}, tmp_path)
+    assert name in message
+    assert repr(raw) in message
+
+
+@pytest.mark.parametrize("lifetime", ["601", "3600", "0", "-5"])
+def test_access_token_lifetime_must_be_at_most_ten_minutes(tmp_path, lifetime):
+    message = _refused({"LATCHKEY_ACCESS_TOKEN_LIFETIME": lifetime}, tmp_path)
+    assert "LATCHKEY_ACCESS_TOKEN_LIFETIME" in message
+
+
+def test_access_token_lifetime_of_ten_minutes_is_accepted(tmp_path):
+    s = load_settings(
+        {"LATCHKEY_ACCESS_TOKEN_LIFETIME": "600"}, instance_path=str(tmp_path)
+    )
+    assert s.access_token_lifetime == 600
+
+
+def test_development_default_database_can_be_created(tmp_path):
+    """Secrets from the environment, database left to default: SQLite must
+    still find a directory to create its file in."""
+    instance = tmp_path / "fresh-checkout" / "instance"
+    s = load_settings(
+        {"LATCHKEY_SECRET_KEY": "given-secret", "LATCHKEY_KEY_ENCRYPTION_KEY": _kek()},
+        instance_path=str(instance),
+    )
+    path = s.database_url.removeprefix("sqlite:///")
+    sqlite3.connect(path).close()
+    assert (instance / "latchkey.sqlite3").exists()
