@@ -21,7 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         WTF_CSRF_TIME_LIMIT=None,
-        SESSION_COOKIE_NAME="lk_csrf",
+        SESSION_COOKIE_NAME=f"{settings.cookie_prefix}_csrf",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
@@ -41,6 +41,8 @@ def create_app(config: dict | None = None) -> Flask:
     from app.accounts.views import bp as accounts_bp
     from app.cli import register_cli
     from app.devices.views import bp as devices_bp
+    from app.federation.views import bp as federation_bp
+    from app.logout.views import bp as logout_bp
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
     from app.security.sessions import apply_queued_cookies
@@ -50,12 +52,18 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(oauth_bp)
     app.register_blueprint(oauth_api_bp)
     app.register_blueprint(devices_bp)
+    app.register_blueprint(federation_bp)
+    app.register_blueprint(logout_bp)
     app.after_request(apply_queued_cookies)
     app.after_request(security_headers)
     register_error_handlers(app)
     register_health(app)
     register_cli(app)
     services.discovery_json = build_discovery(settings.issuer)
+    if settings.outbox_thread and not app.testing:
+        from app.outbox.background import install_dev_worker
+
+        install_dev_worker(app)
     return app
 
 

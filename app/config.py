@@ -59,7 +59,15 @@ class Settings:
     demo_data: bool = True  # LATCHKEY_DEMO_DATA (development only)
     reauth_max_age: int = 300  # LATCHKEY_REAUTH_MAX_AGE (s) before sign-out-all
     ratelimit_prefix: str = "latchkey"  # LATCHKEY_RATELIMIT_PREFIX
-    extra: dict = field(default_factory=dict)
+    # Process the outbox in a thread of `flask run` (production runs
+    # `flask outbox run` as its own process).
+    outbox_thread: bool = False  # LATCHKEY_OUTBOX_THREAD (on in development)
+    # Cookies are per host, not per port: two providers on one host (an
+    # upstream and a downstream) need different names.
+    cookie_prefix: str = "lk"  # LATCHKEY_COOKIE_PREFIX
+    providers_file: str = ""  # LATCHKEY_PROVIDERS_FILE (TOML or JSON)
+    # LATCHKEY_PROVIDER_* variables, where provider client secrets are read.
+    provider_env: dict = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
@@ -124,6 +132,14 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.demo_data = _bool(env, "LATCHKEY_DEMO_DATA", mode == "development")
     s.reauth_max_age = _int(env, "LATCHKEY_REAUTH_MAX_AGE", 300)
     s.ratelimit_prefix = env.get("LATCHKEY_RATELIMIT_PREFIX", "latchkey")
+    s.outbox_thread = _bool(env, "LATCHKEY_OUTBOX_THREAD", mode == "development")
+    s.cookie_prefix = env.get("LATCHKEY_COOKIE_PREFIX", "lk")
+    if not s.cookie_prefix.isidentifier():
+        raise ConfigError("LATCHKEY_COOKIE_PREFIX must be letters, digits or _")
+    s.providers_file = env.get("LATCHKEY_PROVIDERS_FILE", "")
+    s.provider_env = {
+        k: v for k, v in env.items() if k.startswith("LATCHKEY_PROVIDER_")
+    }
 
     if s.access_token_lifetime <= 0 or s.access_token_lifetime > 600:
         raise ConfigError("LATCHKEY_ACCESS_TOKEN_LIFETIME must be 1..600 seconds")

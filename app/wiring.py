@@ -4,6 +4,8 @@ import json
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.federation.client import FederationClients
+from app.federation.providers import load_providers
 from app.oauth.introspection import TokenInspector
 from app.oauth.keys import KeyRing
 from app.oauth.refresh import RefreshRotation
@@ -23,6 +25,7 @@ class Services:
     inspector: TokenInspector
     rotation: RefreshRotation
     server: LatchkeyAuthorizationServer
+    federation: FederationClients
     discovery_json: str = "{}"
 
     @classmethod
@@ -51,6 +54,7 @@ class Services:
             inspector=TokenInspector(keys, s.issuer),
             rotation=rotation,
             server=server,
+            federation=FederationClients(app, load_providers(s)),
         )
 
 
@@ -63,6 +67,8 @@ def build_discovery(issuer: str) -> str:
             "token_endpoint": f"{issuer}/token",
             "userinfo_endpoint": f"{issuer}/userinfo",
             "jwks_uri": f"{issuer}/jwks.json",
+            # RP-Initiated Logout 1.0 §2.1
+            "end_session_endpoint": f"{issuer}/logout/end",
             "scopes_supported": SCOPES_SUPPORTED,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
@@ -100,5 +106,10 @@ def build_discovery(issuer: str) -> str:
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,
+            # Back-Channel Logout 1.0 §2.1; logout tokens carry sid when the
+            # grant was made in a browser session.
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": True,
+            "frontchannel_logout_supported": False,
         }
     )

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
+@contextmanager
+def fresh_database(tmp_dir: Path):
+    """A new, empty database of the kind LATCHKEY_TEST_DB names; dropped after."""
     kind = os.environ.get("LATCHKEY_TEST_DB", "sqlite")
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'latchkey.sqlite3'}"
+        yield f"sqlite:///{tmp_dir / 'latchkey.sqlite3'}"
         return
     if kind != "postgresql":
         raise pytest.UsageError("LATCHKEY_TEST_DB must be sqlite or postgresql")
@@ -45,13 +47,27 @@ def database_url(tmp_path_factory):
     name = f"latchkey_test_{secrets.token_hex(6)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield (
-        PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        + "/"
-        + name
-    )
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield (
+            PG_ADMIN_URL.rsplit("/", 1)[0].replace(
+                "postgresql://", "postgresql+psycopg://"
+            )
+            + "/"
+            + name
+        )
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_kek() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -59,17 +75,49 @@ def server_port():
     return free_port()
 
 
+UPSTREAM_SLUG = "upstream"
+UPSTREAM_CLIENT_ID = "latchkey-downstream"
+
+
 @pytest.fixture(scope="session")
-def base_env(database_url, server_port, tmp_path_factory):
+def upstream_port():
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def upstream_secret():
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="session")
+def providers_file(tmp_path_factory, upstream_port):
+    """Every downstream server knows the upstream provider; the upstream
+    process itself starts only when a federation test asks for it."""
+    path = tmp_path_factory.mktemp("providers") / "providers.toml"
+    path.write_text(
+        "[[provider]]\n"
+        f'slug = "{UPSTREAM_SLUG}"\n'
+        'name = "Upstream SSO"\n'
+        f'issuer = "http://127.0.0.1:{upstream_port}"\n'
+        f'client_id = "{UPSTREAM_CLIENT_ID}"\n'
+        'client_secret_env = "LATCHKEY_PROVIDER_UPSTREAM_SECRET"\n'
+        'scopes = ["openid", "email", "profile"]\n'
+        "trust_email_verified = true\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_env(database_url, server_port, providers_file, upstream_secret):
     """The LATCHKEY_* settings shared by the in-process app and live servers."""
     return {
+        "LATCHKEY_PROVIDERS_FILE": str(providers_file),
+        "LATCHKEY_PROVIDER_UPSTREAM_SECRET": upstream_secret,
         "LATCHKEY_ENV": "testing",
         "LATCHKEY_ISSUER": f"http://127.0.0.1:{server_port}",
         "LATCHKEY_DATABASE_URL": database_url,
         "LATCHKEY_SECRET_KEY": secrets.token_urlsafe(32),
-        "LATCHKEY_KEY_ENCRYPTION_KEY": base64.urlsafe_b64encode(
-            secrets.token_bytes(32)
-        ).decode(),
+        "LATCHKEY_KEY_ENCRYPTION_KEY": new_kek(),
         "LATCHKEY_DEMO_DATA": "false",
         "LATCHKEY_REDIS_URL": os.environ.get(
             "LATCHKEY_TEST_REDIS", "redis://127.0.0.1:6379/0"
@@ -203,3 +251,62 @@ def start_server(app, base_env, log_dir):
     yield start
     for server in started:
         server.stop()
+
+
+class Upstream:
+    """A second, independent Latchkey process acting as the upstream OIDC
+    provider: its own database, keys, issuer and cookie names."""
+
+    def __init__(self, server: LiveServer, app, client_id: str):
+        self.server = server
+        self.url = server.url
+        self.app = app
+        self.client_id = client_id
+        self.factories = Factories(app)
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory, upstream_port, upstream_secret, server_port, log_dir):
+    from flask_migrate import upgrade
+
+    from app.models import Client
+    from app.security.tokens import hash_token
+
+    with fresh_database(tmp_path_factory.mktemp("upstream-db")) as url:
+        env = {
+            "LATCHKEY_ENV": "testing",
+            "LATCHKEY_ISSUER": f"http://127.0.0.1:{upstream_port}",
+            "LATCHKEY_DATABASE_URL": url,
+            "LATCHKEY_SECRET_KEY": secrets.token_urlsafe(32),
+            "LATCHKEY_KEY_ENCRYPTION_KEY": new_kek(),
+            "LATCHKEY_DEMO_DATA": "false",
+            "LATCHKEY_COOKIE_PREFIX": "up",
+        }
+        upstream_app = create_app(dict(env))
+        with upstream_app.app_context():
+            upgrade()
+            upstream_app.extensions["latchkey"].keys.ensure_keys()
+        made = Factories(upstream_app).client(
+            redirect_uri=(
+                f"http://127.0.0.1:{server_port}/federation/{UPSTREAM_SLUG}/callback"
+            ),
+            first_party=True,
+            client_id=UPSTREAM_CLIENT_ID,
+            name="Latchkey downstream",
+        )
+        with upstream_app.app_context():
+            # The downstream was configured with this secret before the
+            # upstream existed; store its hash as registration would.
+            db.session.get(Client, made.client_id).secret_hash = hash_token(
+                upstream_secret
+            )
+            db.session.commit()
+            db.session.remove()
+        server = LiveServer(env, upstream_port, log_dir)
+        try:
+            yield Upstream(server, upstream_app, made.client_id)
+        finally:
+            server.stop()
+            with upstream_app.app_context():
+                db.session.remove()
+                db.engine.dispose()

@@ -21,6 +21,9 @@ def normalize_email(email: str) -> str:
     local, _, domain = email.rpartition("@")
     if not local or not domain or "." not in domain or len(email) > 320 or " " in email:
         raise InvalidEmail(email)
+    if any(ord(c) < 32 or ord(c) == 127 for c in email):
+        # Control characters (a NUL is refused by PostgreSQL) are no address.
+        raise InvalidEmail(email)
     return email
 
 

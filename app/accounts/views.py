@@ -6,6 +6,8 @@ from app.accounts.forms import LoginForm, LogoutForm
 from app.accounts.services import check_password, find_account
 from app.events.services import EventTag, record_event
 from app.extensions import db
+from app.federation.forms import UnlinkForm
+from app.federation.services import identities_of
 from app.security.sessions import (
     client_ip,
     device_for_sign_in,
@@ -68,7 +70,10 @@ def login():
     status = 401 if error == "Wrong email or password." else 200
     if request.method == "POST" and form.errors:
         status = 400
-    return render_template("accounts/login.html", form=form, error=error), status
+    providers = current_app.extensions["latchkey"].federation.providers
+    return render_template(
+        "accounts/login.html", form=form, error=error, providers=providers.values()
+    ), status
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -95,6 +100,13 @@ def logout():
 @bp.route("/account")
 @login_required
 def home():
+    current = load_current_session()
+    federation = current_app.extensions["latchkey"].federation
     return render_template(
-        "accounts/home.html", current=load_current_session(), logout_form=LogoutForm()
+        "accounts/home.html",
+        current=current,
+        logout_form=LogoutForm(),
+        identities=identities_of(current.account),
+        unlink_form=UnlinkForm(),
+        providers=federation.providers,
     )

@@ -18,6 +18,8 @@ class EventTag(enum.StrEnum):
     REFRESH_REUSED = "oauth:refresh:reused"
     GRANT_REVOKED = "oauth:grant:revoked"
     DEVICE_LINKED = "oauth:device:linked"
+    PROVIDER_LINKED = "account:provider:linked"
+    PROVIDER_UNLINKED = "account:provider:unlinked"
 
 
 def record_event(tag: EventTag, account_id=None, ip="", user_agent="", **details):

@@ -6,6 +6,7 @@ from app.models.device import BrowserSession, Device
 from app.models.device_code import DeviceCode, DeviceCodeStatus
 from app.models.event import SecurityEvent
 from app.models.grant import AuthorizationCode, Consent, Grant, RefreshToken
+from app.models.identity import FederatedIdentity
 from app.models.key import SigningKey
 from app.models.outbox import OutboxMessage
 from app.models.revoked import RevokedAccessToken
@@ -20,6 +21,7 @@ __all__ = [
     "Device",
     "DeviceCode",
     "DeviceCodeStatus",
+    "FederatedIdentity",
     "Grant",
     "OutboxMessage",
     "RefreshToken",

@@ -20,8 +20,6 @@ from app.models.base import utcnow
 from app.revocation.services import end_session
 from app.security.tokens import hash_token, new_token
 
-SESSION_COOKIE = "lk_session"
-DEVICE_COOKIE = "lk_device"
 DEVICE_COOKIE_MAX_AGE = 400 * 86400  # the longest lifetime browsers keep
 
 
@@ -42,6 +40,14 @@ def client_ip() -> str:
 
 def user_agent() -> str:
     return request.headers.get("User-Agent", "")[:400]
+
+
+def session_cookie_name() -> str:
+    return f"{current_app.config['LATCHKEY'].cookie_prefix}_session"
+
+
+def device_cookie_name() -> str:
+    return f"{current_app.config['LATCHKEY'].cookie_prefix}_device"
 
 
 def _queue_cookie(name, value, max_age):
@@ -80,7 +86,7 @@ def load_current_session() -> CurrentSession | None:
     if "current" in g:
         return g.current
     g.current = None
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = request.cookies.get(session_cookie_name())
     if not cookie or len(cookie) > 100:
         return None
     row = db.session.execute(
@@ -110,7 +116,7 @@ def device_for_sign_in(account: Account) -> tuple[Device, bool]:
 
     Returns (device, is_new). The caller commits.
     """
-    cookie = request.cookies.get(DEVICE_COOKIE)
+    cookie = request.cookies.get(device_cookie_name())
     now = utcnow()
     if cookie and len(cookie) <= 100:
         device = db.session.execute(
@@ -135,7 +141,7 @@ def device_for_sign_in(account: Account) -> tuple[Device, bool]:
         last_ip=client_ip(),
     )
     db.session.add(device)
-    _queue_cookie(DEVICE_COOKIE, cookie, DEVICE_COOKIE_MAX_AGE)
+    _queue_cookie(device_cookie_name(), cookie, DEVICE_COOKIE_MAX_AGE)
     return device, True
 
 
@@ -190,7 +196,7 @@ def start_session(account: Account, device: Device, amr: list[str], acr="0"):
         expires_at=now + timedelta(seconds=lifetime),
     )
     db.session.add(sess)
-    _queue_cookie(SESSION_COOKIE, cookie, lifetime)
+    _queue_cookie(session_cookie_name(), cookie, lifetime)
     g.current = CurrentSession(sess, account, device)
     return sess
 
@@ -198,15 +204,15 @@ def start_session(account: Account, device: Device, amr: list[str], acr="0"):
 def forget_session_cookie() -> None:
     """Clear this browser's session cookie, e.g. after the session was cut
     off by other means (sign out everywhere)."""
-    _queue_cookie(SESSION_COOKIE, None, 0)
+    _queue_cookie(session_cookie_name(), None, 0)
     g.current = None
 
 
 def end_current_session() -> BrowserSession | None:
     """End this browser's session, if any, and clear its cookie."""
     current = load_current_session()
-    if request.cookies.get(SESSION_COOKIE):
-        _queue_cookie(SESSION_COOKIE, None, 0)
+    if request.cookies.get(session_cookie_name()):
+        _queue_cookie(session_cookie_name(), None, 0)
     g.current = None
     if current is None:
         return None

@@ -1,0 +1,299 @@
+"""Sign-in through upstream OpenID Connect providers, and linking."""
+
+import requests
+from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from joserfc.errors import JoseError
+
+from app.accounts.services import check_password
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.federation.forms import LinkExistingForm, UnlinkForm
+from app.federation.services import (
+    AccountDeactivated,
+    EmailNotVouched,
+    IdentityTaken,
+    LastSignInMethod,
+    NeedsLink,
+    UpstreamIdentity,
+    link_identity,
+    resolve_sign_in,
+    unlink_identity,
+    upstream_identity,
+)
+from app.security.sessions import (
+    client_ip,
+    device_for_sign_in,
+    load_current_session,
+    login_required,
+    safe_next,
+    start_session,
+    user_agent,
+)
+
+bp = Blueprint("federation", __name__, url_prefix="/federation")
+PENDING_LINK = "fed_pending_link"
+AFTER = "fed_after"
+
+
+def _clients():
+    return current_app.extensions["latchkey"].federation
+
+
+def _callback_url(slug: str) -> str:
+    # Registered upstream exactly as this string, so built from the issuer.
+    return f"{current_app.config['LATCHKEY'].issuer}/federation/{slug}/callback"
+
+
+def _failure(title: str, message: str, status: int):
+    return render_template(
+        "federation/error.html", title=title, message=message
+    ), status
+
+
+@bp.route("/<slug>/start")
+def start(slug):
+    provider, client = _clients().get(slug)
+    if provider is None:
+        abort(404)
+    current = load_current_session()
+    linking = request.args.get("link") == "1" and current is not None
+    session[AFTER] = {
+        "next": safe_next(request.args.get("next"), url_for("accounts.home")),
+        "link_account": current.account.id if linking else None,
+    }
+    try:
+        return client.authorize_redirect(_callback_url(slug))
+    except (requests.RequestException, OAuthError, ValueError, KeyError):
+        return _failure(
+            "Sign-in is unavailable",
+            f"{provider.name} is not answering. Try again later, or "
+            "sign in with your password.",
+            502,
+        )
+
+
+@bp.route("/<slug>/callback")
+def callback(slug):
+    provider, client = _clients().get(slug)
+    if provider is None:
+        abort(404)
+    after = session.pop(AFTER, None) or {}
+    if request.args.get("error"):
+        status = 403 if request.args["error"] == "access_denied" else 400
+        return _failure(
+            "Sign-in was not completed",
+            f"{provider.name} did not sign you in ({request.args['error'][:64]}).",
+            status,
+        )
+    # RFC 9207 §2.4 mix-up defence: the response must come from the issuer
+    # we sent the person to.
+    if "iss" in request.args and request.args["iss"] != provider.issuer:
+        return _failure(
+            "Sign-in was not completed",
+            "The answer came from a different provider.",
+            400,
+        )
+    try:
+        token = client.authorize_access_token()
+        claims = token.get("userinfo")
+    except MismatchingStateError:
+        return _failure(
+            "This sign-in link has expired", "Start again from the sign-in page.", 400
+        )
+    except (OAuthError, JoseError, ValueError) as exc:
+        current_app.logger.info("upstream %s answer rejected: %r", slug, exc)
+        return _failure(
+            "Sign-in was not completed",
+            f"The answer from {provider.name} could not be verified.",
+            400,
+        )
+    except (requests.RequestException, KeyError) as exc:
+        current_app.logger.info("upstream %s unreachable: %r", slug, exc)
+        return _failure(
+            "Sign-in is unavailable",
+            f"{provider.name} is not answering. Try again later.",
+            502,
+        )
+    if not claims or not claims.get("sub") or claims.get("iss") != provider.issuer:
+        return _failure(
+            "Sign-in was not completed",
+            f"{provider.name} did not send a valid ID token.",
+            400,
+        )
+    identity = upstream_identity(provider, claims)
+    if after.get("link_account"):
+        return _link_to_current(identity, provider, after)
+    return _sign_in(identity, provider, claims, after)
+
+
+def _link_to_current(identity: UpstreamIdentity, provider, after):
+    current = load_current_session()
+    if current is None or current.account.id != after["link_account"]:
+        return _failure(
+            "Please sign in again", "Your session ended while linking.", 400
+        )
+    try:
+        link_identity(current.account, identity)
+    except IdentityTaken:
+        return _failure(
+            "Already linked elsewhere",
+            f"That {provider.name} account is linked to another Latchkey account.",
+            409,
+        )
+    record_event(
+        EventTag.PROVIDER_LINKED,
+        current.account.id,
+        ip=client_ip(),
+        user_agent=user_agent(),
+        device_id=current.device.id,
+        provider=provider.slug,
+    )
+    db.session.commit()
+    return redirect(url_for("accounts.home"))
+
+
+def _sign_in(identity: UpstreamIdentity, provider, claims, after):
+    try:
+        outcome = resolve_sign_in(identity, name=str(claims.get("name", "")))
+    except AccountDeactivated as exc:
+        record_event(
+            EventTag.LOGIN_FAILURE,
+            exc.account_id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            method="fed",
+            provider=provider.slug,
+            reason="deactivated",
+        )
+        db.session.commit()
+        return _failure(
+            "This account is deactivated", "It cannot be used to sign in.", 403
+        )
+    except EmailNotVouched:
+        return _failure(
+            "We could not create an account",
+            f"{provider.name} did not confirm an email address for you.",
+            403,
+        )
+    if isinstance(outcome, NeedsLink):
+        session[PENDING_LINK] = {
+            "provider": identity.provider,
+            "subject": identity.subject,
+            "email": identity.email,
+            "next": after.get("next"),
+        }
+        return redirect(url_for("federation.link_existing"))
+    return _complete_sign_in(outcome.account, provider.slug, ["fed"], after.get("next"))
+
+
+def _complete_sign_in(account, provider_slug: str, amr: list[str], next_url):
+    device, is_new = device_for_sign_in(account)
+    db.session.flush()
+    start_session(account, device, amr=amr, acr="0")
+    if is_new:
+        record_event(
+            EventTag.NEW_DEVICE,
+            account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            device_id=device.id,
+            name=device.name,
+        )
+    record_event(
+        EventTag.LOGIN_SUCCESS,
+        account.id,
+        ip=client_ip(),
+        user_agent=user_agent(),
+        device_id=device.id,
+        method="fed",
+        provider=provider_slug,
+    )
+    db.session.commit()
+    return redirect(safe_next(next_url, url_for("accounts.home")))
+
+
+@bp.route("/link-existing", methods=["GET", "POST"])
+def link_existing():
+    """An account with the provider's email exists: its owner proves it with
+    the password before the identity is linked (no silent linking)."""
+    pending = session.get(PENDING_LINK)
+    if not pending:
+        return redirect(url_for("accounts.login"))
+    provider, _ = _clients().get(pending["provider"])
+    form = LinkExistingForm()
+    error = None
+    if form.validate_on_submit():
+        passwords = current_app.extensions["latchkey"].passwords
+        account = check_password(passwords, pending["email"], form.password.data)
+        if account is None:
+            error = "Wrong password."
+        else:
+            session.pop(PENDING_LINK, None)
+            identity = UpstreamIdentity(
+                pending["provider"], pending["subject"], pending["email"]
+            )
+            try:
+                link_identity(account, identity)
+            except IdentityTaken:
+                return _failure(
+                    "Already linked elsewhere",
+                    "That identity is linked to another account.",
+                    409,
+                )
+            record_event(
+                EventTag.PROVIDER_LINKED,
+                account.id,
+                ip=client_ip(),
+                user_agent=user_agent(),
+                provider=identity.provider,
+            )
+            return _complete_sign_in(
+                account, identity.provider, ["pwd", "fed"], pending.get("next")
+            )
+    status = 401 if error else (400 if request.method == "POST" else 200)
+    return render_template(
+        "federation/link_existing.html",
+        form=form,
+        error=error,
+        email=pending["email"],
+        provider_name=provider.name if provider else "",
+    ), status
+
+
+@bp.route("/<slug>/unlink", methods=["POST"])
+@login_required
+def unlink(slug):
+    current = load_current_session()
+    if not UnlinkForm().validate_on_submit():
+        return _failure("Form expired", "Please go back and try again.", 400)
+    try:
+        removed = unlink_identity(current.account, slug[:64])
+    except LastSignInMethod:
+        return _failure(
+            "You need a way to sign in",
+            "This is the only way you can sign in. Set a password "
+            "(through “Forgot password”) or link another provider "
+            "first.",
+            409,
+        )
+    if removed:
+        record_event(
+            EventTag.PROVIDER_UNLINKED,
+            current.account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            device_id=current.device.id,
+            provider=slug[:64],
+        )
+    db.session.commit()
+    return redirect(url_for("accounts.home"))
