@@ -5,6 +5,7 @@ from sqlalchemy import event
 
 from app.config import load_settings
 from app.extensions import csrf, db, limiter, migrate
+from app.security.ratelimits import init_rate_limits
 from app.wiring import Services, build_discovery
 
 
@@ -35,9 +36,15 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=_migrations_dir())
     csrf.init_app(app)
     limiter.init_app(app)
+    init_rate_limits(app)
     services = Services.build(app, settings)
     app.extensions["latchkey"] = services
 
+    from app.accounts.history_views import bp as history_bp
+    from app.accounts.lifecycle_views import bp as lifecycle_bp
+    from app.accounts.password_views import bp as passwords_bp
+    from app.accounts.signup_views import bp as signup_bp
+    from app.accounts.twofactor_views import bp as twofactor_bp
     from app.accounts.views import bp as accounts_bp
     from app.cli import register_cli
     from app.devices.views import bp as devices_bp
@@ -49,6 +56,11 @@ def create_app(config: dict | None = None) -> Flask:
     from app.web import register_error_handlers, register_health, security_headers
 
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(passwords_bp)
+    app.register_blueprint(signup_bp)
+    app.register_blueprint(twofactor_bp)
+    app.register_blueprint(lifecycle_bp)
+    app.register_blueprint(history_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(oauth_api_bp)
     app.register_blueprint(devices_bp)

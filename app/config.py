@@ -34,6 +34,36 @@ def _bool(env, name, default):
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+# name -> default; each read from LATCHKEY_RATELIMIT_<NAME>.
+RATE_LIMITS = {
+    "login_ip": "30/minute;300/hour",  # failed sign-ins per address
+    "login_account": "10/10 minutes",  # failed sign-ins per email typed
+    "second_factor": "5/5 minutes",  # wrong 2FA codes per pending account
+    "reset_address": "5/15 minutes",  # reset requests per email typed
+    "reset_ip": "20/minute;200/hour",  # reset requests per address
+    "token_client": "300/minute",  # failed token requests per client
+    "reauth": "10/10 minutes",  # wrong passwords confirming a change, per account
+}
+
+
+def _rate_limits(env) -> dict:
+    from limits import parse_many
+
+    limits = {}
+    for name, default in RATE_LIMITS.items():
+        variable = f"LATCHKEY_RATELIMIT_{name.upper()}"
+        value = env.get(variable, default).strip()
+        try:
+            if value:
+                parse_many(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{variable} must look like '10/10 minutes;100/day', got {value!r}"
+            ) from exc
+        limits[name] = value
+    return limits
+
+
 @dataclass
 class Settings:
     """Every setting Latchkey reads, with its environment variable."""
@@ -59,6 +89,13 @@ class Settings:
     demo_data: bool = True  # LATCHKEY_DEMO_DATA (development only)
     reauth_max_age: int = 300  # LATCHKEY_REAUTH_MAX_AGE (s) before sign-out-all
     ratelimit_prefix: str = "latchkey"  # LATCHKEY_RATELIMIT_PREFIX
+    # Rate limits (app/security/ratelimits.py), in Flask-Limiter's notation
+    # ("10/10 minutes;100/day"); an empty value turns one limit off,
+    # LATCHKEY_RATELIMIT_ENABLED=false all of them. Sign-in and 2FA limits
+    # count failed attempts only; windows are minutes, so an attacker can
+    # slow an account down but never lock its owner out for long.
+    ratelimit_enabled: bool = True  # LATCHKEY_RATELIMIT_ENABLED
+    ratelimit_limits: dict = field(default_factory=lambda: dict(RATE_LIMITS))
     # Process the outbox in a thread of `flask run` (production runs
     # `flask outbox run` as its own process).
     outbox_thread: bool = False  # LATCHKEY_OUTBOX_THREAD (on in development)
@@ -66,6 +103,18 @@ class Settings:
     # upstream and a downstream) need different names.
     cookie_prefix: str = "lk"  # LATCHKEY_COOKIE_PREFIX
     providers_file: str = ""  # LATCHKEY_PROVIDERS_FILE (TOML or JSON)
+    mail_backend: str = "files"  # LATCHKEY_MAIL_BACKEND: files | smtp
+    mail_dir: str = ""  # LATCHKEY_MAIL_DIR (files backend; default instance/mail)
+    mail_from: str = "Latchkey <no-reply@localhost>"  # LATCHKEY_MAIL_FROM
+    smtp_host: str = "127.0.0.1"  # LATCHKEY_SMTP_HOST
+    smtp_port: int = 25  # LATCHKEY_SMTP_PORT
+    smtp_security: str = "none"  # LATCHKEY_SMTP_SECURITY: none | starttls | tls
+    smtp_user: str = ""  # LATCHKEY_SMTP_USER
+    smtp_password: str = ""  # LATCHKEY_SMTP_PASSWORD
+    signup_enabled: bool = True  # LATCHKEY_SIGNUP (default on in development only)
+    password_min_length: int = 8  # LATCHKEY_PASSWORD_MIN_LENGTH
+    password_min_score: int = 3  # LATCHKEY_PASSWORD_MIN_SCORE (zxcvbn 0-4)
+    reset_link_lifetime: int = 1800  # LATCHKEY_RESET_LINK_LIFETIME (s)
     # LATCHKEY_PROVIDER_* variables, where provider client secrets are read.
     provider_env: dict = field(default_factory=dict)
 
@@ -132,11 +181,31 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.demo_data = _bool(env, "LATCHKEY_DEMO_DATA", mode == "development")
     s.reauth_max_age = _int(env, "LATCHKEY_REAUTH_MAX_AGE", 300)
     s.ratelimit_prefix = env.get("LATCHKEY_RATELIMIT_PREFIX", "latchkey")
+    s.ratelimit_enabled = _bool(env, "LATCHKEY_RATELIMIT_ENABLED", True)
+    s.ratelimit_limits = _rate_limits(env)
     s.outbox_thread = _bool(env, "LATCHKEY_OUTBOX_THREAD", mode == "development")
     s.cookie_prefix = env.get("LATCHKEY_COOKIE_PREFIX", "lk")
     if not s.cookie_prefix.isidentifier():
         raise ConfigError("LATCHKEY_COOKIE_PREFIX must be letters, digits or _")
     s.providers_file = env.get("LATCHKEY_PROVIDERS_FILE", "")
+    s.mail_backend = env.get(
+        "LATCHKEY_MAIL_BACKEND", "smtp" if mode == "production" else "files"
+    )
+    if s.mail_backend not in ("files", "smtp"):
+        raise ConfigError("LATCHKEY_MAIL_BACKEND must be files or smtp")
+    s.mail_dir = env.get("LATCHKEY_MAIL_DIR", "")
+    s.mail_from = env.get("LATCHKEY_MAIL_FROM", s.mail_from)
+    s.smtp_host = env.get("LATCHKEY_SMTP_HOST", s.smtp_host)
+    s.smtp_port = _int(env, "LATCHKEY_SMTP_PORT", 25)
+    s.smtp_security = env.get("LATCHKEY_SMTP_SECURITY", "none")
+    if s.smtp_security not in ("none", "starttls", "tls"):
+        raise ConfigError("LATCHKEY_SMTP_SECURITY must be none, starttls or tls")
+    s.smtp_user = env.get("LATCHKEY_SMTP_USER", "")
+    s.smtp_password = env.get("LATCHKEY_SMTP_PASSWORD", "")
+    s.signup_enabled = _bool(env, "LATCHKEY_SIGNUP", mode != "production")
+    s.password_min_length = _int(env, "LATCHKEY_PASSWORD_MIN_LENGTH", 8)
+    s.password_min_score = _int(env, "LATCHKEY_PASSWORD_MIN_SCORE", 3)
+    s.reset_link_lifetime = _int(env, "LATCHKEY_RESET_LINK_LIFETIME", 1800)
     s.provider_env = {
         k: v for k, v in env.items() if k.startswith("LATCHKEY_PROVIDER_")
     }

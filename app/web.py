@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,35 @@ def _wants_json() -> bool:
     return request.path.startswith(_API_PREFIXES)
 
 
+# RFC 8628 §3.5: a polling device knows to back off on slow_down.
+_DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
 def register_error_handlers(app):
+    @app.errorhandler(429)
+    def too_many_requests(exc: HTTPException):
+        """A rate limit refused the request: JSON for machines, a page for
+        people, and Retry-After for both (RFC 6585 §4)."""
+        from app.security.ratelimits import retry_after_seconds
+
+        seconds = retry_after_seconds()
+        if _wants_json():
+            slow = request.form.get("grant_type") == _DEVICE_GRANT
+            response = jsonify(
+                error="slow_down" if slow else "too_many_requests",
+                error_description=f"Too many requests; retry in {seconds} seconds.",
+            )
+        else:
+            response = make_response(
+                render_template(
+                    "errors/too_many_requests.html", minutes=-(-seconds // 60)
+                )
+            )
+        response.status_code = 429
+        response.headers["Retry-After"] = str(seconds)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if _wants_json():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.federation.client import FederationClients
 from app.federation.providers import load_providers
+from app.mail.backends import MailBackend, backend_from_settings
 from app.oauth.introspection import TokenInspector
 from app.oauth.keys import KeyRing
 from app.oauth.refresh import RefreshRotation
@@ -13,6 +14,7 @@ from app.oauth.server import SCOPES_SUPPORTED, LatchkeyAuthorizationServer
 from app.oauth.tokens import TokenIssuer
 from app.security.crypto import KeyEncryption
 from app.security.passwords import PasswordService
+from app.security.totp import TotpService
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Services:
     rotation: RefreshRotation
     server: LatchkeyAuthorizationServer
     federation: FederationClients
+    totp: TotpService
+    mailer: MailBackend
     discovery_json: str = "{}"
 
     @classmethod
@@ -55,6 +59,8 @@ class Services:
             rotation=rotation,
             server=server,
             federation=FederationClients(app, load_providers(s)),
+            totp=TotpService(encryption),
+            mailer=backend_from_settings(s, app.instance_path),
         )
 
 

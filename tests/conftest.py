@@ -108,9 +108,16 @@ def providers_file(tmp_path_factory, upstream_port):
 
 
 @pytest.fixture(scope="session")
-def base_env(database_url, server_port, providers_file, upstream_secret):
+def mail_dir(tmp_path_factory):
+    """Where the files mail backend writes .eml files during tests."""
+    return tmp_path_factory.mktemp("mail")
+
+
+@pytest.fixture(scope="session")
+def base_env(database_url, server_port, providers_file, upstream_secret, mail_dir):
     """The LATCHKEY_* settings shared by the in-process app and live servers."""
     return {
+        "LATCHKEY_MAIL_DIR": str(mail_dir),
         "LATCHKEY_PROVIDERS_FILE": str(providers_file),
         "LATCHKEY_PROVIDER_UPSTREAM_SECRET": upstream_secret,
         "LATCHKEY_ENV": "testing",

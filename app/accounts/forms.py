@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Optional
 
 
 class LoginForm(FlaskForm):
@@ -9,5 +9,48 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
+class SecondFactorForm(FlaskForm):
+    code = StringField("Code", validators=[Optional(), Length(max=16)])
+    recovery_code = StringField(
+        "Recovery code", validators=[Optional(), Length(max=40)]
+    )
+
+
 class LogoutForm(FlaskForm):
     pass
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField(
+        "New password", validators=[DataRequired(), Length(max=1024)]
+    )
+    sign_out_everywhere = BooleanField(
+        "Sign out connected devices after password change", default=True
+    )
+
+
+class ChangePasswordForm(SetPasswordForm):
+    current_password = PasswordField(
+        "Current password", validators=[Optional(), Length(max=1024)]
+    )
+
+
+class SignupForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class ConfirmForm(FlaskForm):
+    pass
+
+
+class ChangeEmailForm(FlaskForm):
+    new_email = StringField("New email", validators=[DataRequired(), Length(max=320)])
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=1024)]
+    )

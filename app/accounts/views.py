@@ -1,28 +1,48 @@
 """Sign-in and sign-out pages."""
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
-from app.accounts.forms import LoginForm, LogoutForm
+from app.accounts.forms import LoginForm, LogoutForm, SecondFactorForm
 from app.accounts.services import check_password, find_account
+from app.accounts.signin import (
+    PENDING_SECOND_FACTOR,
+    complete_sign_in,
+    finish_first_factor,
+    pending_second_factor,
+)
+from app.accounts.throttling import (
+    login_account_limit,
+    login_ip_limit,
+    second_factor_limit,
+)
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.federation.forms import UnlinkForm
 from app.federation.services import identities_of
+from app.models import Account
 from app.security.sessions import (
     client_ip,
-    device_for_sign_in,
     end_current_session,
     load_current_session,
     login_required,
-    safe_next,
-    start_session,
     user_agent,
 )
+from app.security.totp import use_recovery_code
 
 bp = Blueprint("accounts", __name__)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_ip_limit
+@login_account_limit
 def login():
     form = LoginForm()
     if request.method == "GET":
@@ -43,28 +63,7 @@ def login():
             db.session.commit()
             error = "Wrong email or password."
         else:
-            device, is_new = device_for_sign_in(account)
-            db.session.flush()
-            start_session(account, device, amr=["pwd"], acr="0")
-            if is_new:
-                record_event(
-                    EventTag.NEW_DEVICE,
-                    account.id,
-                    ip=client_ip(),
-                    user_agent=user_agent(),
-                    device_id=device.id,
-                    name=device.name,
-                )
-            record_event(
-                EventTag.LOGIN_SUCCESS,
-                account.id,
-                ip=client_ip(),
-                user_agent=user_agent(),
-                device_id=device.id,
-                method="pwd",
-            )
-            db.session.commit()
-            return redirect(safe_next(form.next.data, url_for("accounts.home")))
+            return finish_first_factor(account, ["pwd"], form.next.data)
     elif request.method == "POST":
         error = "Please fill in both fields and try again."
     status = 401 if error == "Wrong email or password." else 200
@@ -73,6 +72,56 @@ def login():
     providers = current_app.extensions["latchkey"].federation.providers
     return render_template(
         "accounts/login.html", form=form, error=error, providers=providers.values()
+    ), status
+
+
+MAX_SECOND_FACTOR_FAILURES = 5
+
+
+@bp.route("/login/2fa", methods=["GET", "POST"])
+@second_factor_limit
+def second_factor():
+    """The second step of sign-in: a TOTP code or a recovery code."""
+    pending = pending_second_factor()
+    if pending is None:
+        return redirect(url_for("accounts.login"))
+    account = db.session.get(Account, pending["account_id"])
+    if account is None or not account.is_active:
+        # Deactivated or deleted since the password step: no sign-in.
+        session.pop(PENDING_SECOND_FACTOR, None)
+        return redirect(url_for("accounts.login"))
+    form = SecondFactorForm()
+    error = None
+    if form.validate_on_submit():
+        services = current_app.extensions["latchkey"]
+        if form.recovery_code.data:
+            ok = use_recovery_code(account, form.recovery_code.data)
+            amr = [*pending["amr"], "mfa"]
+            tag = EventTag.RECOVERY_CODE_USED
+        else:
+            ok = services.totp.verify(account, form.code.data or "")
+            amr = [*pending["amr"], "otp", "mfa"]
+            tag = None
+        if ok:
+            if tag:
+                record_event(tag, account.id, ip=client_ip(), user_agent=user_agent())
+            return complete_sign_in(account, amr, pending["next"], pending["provider"])
+        pending["failures"] += 1
+        record_event(
+            EventTag.SECOND_FACTOR_FAILURE,
+            account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+        )
+        db.session.commit()
+        if pending["failures"] >= MAX_SECOND_FACTOR_FAILURES:
+            session.pop(PENDING_SECOND_FACTOR, None)
+            return redirect(url_for("accounts.login"))
+        session[PENDING_SECOND_FACTOR] = pending
+        error = "That code is not right. Codes work once and change every 30 seconds."
+    status = 401 if error else (400 if request.method == "POST" else 200)
+    return render_template(
+        "accounts/second_factor.html", form=form, error=error
     ), status
 
 

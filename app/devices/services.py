@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
+from app.mail.services import queue_email
 from app.models import Account, Client, Device, Grant
 from app.revocation.services import sign_out_account, sign_out_device
 
@@ -70,7 +71,7 @@ def sign_out_one_device(account: Account, device_id: str, ip: str, ua: str) -> b
 
 
 def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None:
-    """ "Sign out of all devices": one transaction, constant cost. Commits."""
+    """Sign out of all devices: one transaction, constant cost. Commits."""
     cut = sign_out_account(account.id)
     record_event(
         EventTag.ALL_DEVICES_SIGNED_OUT,
@@ -80,4 +81,5 @@ def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None
         reason=reason,
         generation=cut,
     )
+    queue_email(account.email, "signed_out_everywhere", account=account)
     db.session.commit()

@@ -11,6 +11,7 @@ from flask import (
     url_for,
 )
 
+from app.accounts.signin import gate_for_clients
 from app.devices.forms import (
     DeviceDecisionForm,
     RenameDeviceForm,
@@ -89,6 +90,9 @@ def link():
 def link_decide():
     form = DeviceDecisionForm()
     current = load_current_session()
+    gate = gate_for_clients(current.account)
+    if gate is not None:
+        return gate
     if not form.validate_on_submit() or form.decision.data not in ("approve", "deny"):
         return render_template(
             "devices/link.html", form=UserCodeForm(), error=BAD_CODE

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from app.config import ConfigError, Settings
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # fullmatch: "$" allows a "\n"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class Provider:
 
     @property
     def metadata_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
+        # OIDC Discovery §4: a trailing "/" of the issuer is dropped here only;
+        # `iss` values are compared with the issuer exactly as configured.
+        return f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
 
 
 def load_providers(settings: Settings) -> dict[str, Provider]:
@@ -48,8 +50,13 @@ def load_providers(settings: Settings) -> dict[str, Provider]:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"LATCHKEY_PROVIDERS_FILE {path}: {exc}") from exc
+    entries = data.get("provider", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(
+            f"LATCHKEY_PROVIDERS_FILE {path}: expected a list of provider tables"
+        )
     providers = {}
-    for entry in data.get("provider", []):
+    for entry in entries:
         provider = _provider(entry, settings)
         if provider.slug in providers:
             raise ConfigError(f"provider slug {provider.slug!r} is listed twice")
@@ -59,7 +66,7 @@ def load_providers(settings: Settings) -> dict[str, Provider]:
 
 def _provider(entry: dict, settings: Settings) -> Provider:
     slug = str(entry.get("slug", ""))
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise ConfigError(f"provider slug {slug!r}: use a-z, 0-9 and -")
     for key in ("name", "issuer", "client_id"):
         if not entry.get(key):
@@ -77,7 +84,7 @@ def _provider(entry: dict, settings: Settings) -> Provider:
     return Provider(
         slug=slug,
         name=str(entry["name"]),
-        issuer=str(entry["issuer"]).rstrip("/"),
+        issuer=str(entry["issuer"]),
         client_id=str(entry["client_id"]),
         client_secret=secret,
         scopes=scopes,

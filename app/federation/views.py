@@ -14,7 +14,9 @@ from flask import (
 )
 from joserfc.errors import JoseError
 
-from app.accounts.services import check_password
+from app.accounts.services import check_password, find_account
+from app.accounts.signin import MFA_AMR, finish_first_factor
+from app.accounts.throttling import _wrong_password
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.federation.forms import LinkExistingForm, UnlinkForm
@@ -30,15 +32,15 @@ from app.federation.services import (
     unlink_identity,
     upstream_identity,
 )
+from app.security.ratelimits import failure_limit
 from app.security.sessions import (
     client_ip,
-    device_for_sign_in,
     load_current_session,
     login_required,
     safe_next,
-    start_session,
     user_agent,
 )
+from app.security.tokens import hash_token
 
 bp = Blueprint("federation", __name__, url_prefix="/federation")
 PENDING_LINK = "fed_pending_link"
@@ -60,6 +62,32 @@ def _failure(title: str, message: str, status: int):
     ), status
 
 
+class UpstreamUnavailable(Exception):
+    """The provider's discovery document could not be had, or is unusable."""
+
+
+METADATA_REQUIRED = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+
+
+def _metadata(provider, client) -> dict:
+    """The provider's discovery document, fetched once per process.
+
+    An unusable answer is not kept (the next sign-in asks again); OIDC
+    Discovery §4.3: its issuer must be the one configured. Raises
+    UpstreamUnavailable.
+    """
+    try:
+        metadata = client.load_server_metadata()
+    except (requests.RequestException, ValueError, TypeError) as exc:
+        raise UpstreamUnavailable(repr(exc)) from exc
+    if metadata.get("issuer") != provider.issuer or not all(
+        isinstance(metadata.get(key), str) for key in METADATA_REQUIRED
+    ):
+        client.server_metadata.clear()
+        raise UpstreamUnavailable("unusable discovery document")
+    return metadata
+
+
 @bp.route("/<slug>/start")
 def start(slug):
     provider, client = _clients().get(slug)
@@ -72,8 +100,15 @@ def start(slug):
         "link_account": current.account.id if linking else None,
     }
     try:
+        _metadata(provider, client)
         return client.authorize_redirect(_callback_url(slug))
-    except (requests.RequestException, OAuthError, ValueError, KeyError):
+    except (
+        UpstreamUnavailable,
+        requests.RequestException,
+        OAuthError,
+        ValueError,
+        KeyError,
+    ):
         return _failure(
             "Sign-in is unavailable",
             f"{provider.name} is not answering. Try again later, or "
@@ -95,9 +130,22 @@ def callback(slug):
             f"{provider.name} did not sign you in ({request.args['error'][:64]}).",
             status,
         )
+    try:
+        metadata = _metadata(provider, client)
+    except UpstreamUnavailable as exc:
+        current_app.logger.info("upstream %s unreachable: %r", slug, exc)
+        return _failure(
+            "Sign-in is unavailable",
+            f"{provider.name} is not answering. Try again later.",
+            502,
+        )
     # RFC 9207 §2.4 mix-up defence: the response must come from the issuer
-    # we sent the person to.
-    if "iss" in request.args and request.args["iss"] != provider.issuer:
+    # we sent the person to, and must say so if its metadata promises `iss`.
+    iss = request.args.get("iss")
+    if iss != provider.issuer and (
+        iss is not None
+        or metadata.get("authorization_response_iss_parameter_supported") is True
+    ):
         return _failure(
             "Sign-in was not completed",
             "The answer came from a different provider.",
@@ -193,36 +241,31 @@ def _sign_in(identity: UpstreamIdentity, provider, claims, after):
             "next": after.get("next"),
         }
         return redirect(url_for("federation.link_existing"))
-    return _complete_sign_in(outcome.account, provider.slug, ["fed"], after.get("next"))
-
-
-def _complete_sign_in(account, provider_slug: str, amr: list[str], next_url):
-    device, is_new = device_for_sign_in(account)
-    db.session.flush()
-    start_session(account, device, amr=amr, acr="0")
-    if is_new:
-        record_event(
-            EventTag.NEW_DEVICE,
-            account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
-            device_id=device.id,
-            name=device.name,
-        )
-    record_event(
-        EventTag.LOGIN_SUCCESS,
-        account.id,
-        ip=client_ip(),
-        user_agent=user_agent(),
-        device_id=device.id,
-        method="fed",
-        provider=provider_slug,
+    upstream_mfa = bool(MFA_AMR & set(claims.get("amr") or []))
+    return _complete_sign_in(
+        outcome.account, provider.slug, ["fed"], after.get("next"), upstream_mfa
     )
-    db.session.commit()
-    return redirect(safe_next(next_url, url_for("accounts.home")))
+
+
+def _complete_sign_in(
+    account, provider_slug: str, amr: list[str], next_url, upstream_mfa=False
+):
+    # 2FA is asked here too unless the upstream says it did MFA itself.
+    return finish_first_factor(
+        account, amr, next_url, provider=provider_slug, upstream_mfa=upstream_mfa
+    )
+
+
+def _pending_email_key() -> str:
+    # Like /login's per-account limit (typed_email_key): wrong passwords for
+    # the email this link is for, whoever sends them.
+    pending = session.get(PENDING_LINK) or {}
+    return hash_token(str(pending.get("email") or ""))[:32]
 
 
 @bp.route("/link-existing", methods=["GET", "POST"])
+# The same limit name (and test of a failure) as /login's per-account limit.
+@failure_limit("login_account", _pending_email_key, _wrong_password)
 def link_existing():
     """An account with the provider's email exists: its owner proves it with
     the password before the identity is linked (no silent linking)."""
@@ -237,6 +280,25 @@ def link_existing():
         account = check_password(passwords, pending["email"], form.password.data)
         if account is None:
             error = "Wrong password."
+            known = find_account(pending["email"])
+            record_event(
+                EventTag.LOGIN_FAILURE,
+                known.id if known else None,
+                ip=client_ip(),
+                user_agent=user_agent(),
+                method="pwd",
+                provider=pending["provider"],
+            )
+            db.session.commit()
+        elif account.has_totp:
+            # Link only once the second factor is passed as well.
+            session[PENDING_LINK] = {**pending, "account_id": account.id}
+            return finish_first_factor(
+                account,
+                ["pwd", "fed"],
+                url_for("federation.finish_link"),
+                provider=pending["provider"],
+            )
         else:
             session.pop(PENDING_LINK, None)
             identity = UpstreamIdentity(
@@ -268,6 +330,40 @@ def link_existing():
         email=pending["email"],
         provider_name=provider.name if provider else "",
     ), status
+
+
+@bp.route("/link-existing/finish")
+@login_required
+def finish_link():
+    """After the second factor: link the identity whose account the password
+    and second factor just proved, then go where the person was going."""
+    pending = session.pop(PENDING_LINK, None) or {}
+    current = load_current_session()
+    if pending.get("account_id") != current.account.id or "mfa" not in (
+        current.session.amr or []
+    ):
+        return redirect(url_for("accounts.home"))
+    identity = UpstreamIdentity(
+        pending["provider"], pending["subject"], pending["email"]
+    )
+    try:
+        link_identity(current.account, identity)
+    except IdentityTaken:
+        return _failure(
+            "Already linked elsewhere",
+            "That identity is linked to another account.",
+            409,
+        )
+    record_event(
+        EventTag.PROVIDER_LINKED,
+        current.account.id,
+        ip=client_ip(),
+        user_agent=user_agent(),
+        device_id=current.device.id,
+        provider=identity.provider,
+    )
+    db.session.commit()
+    return redirect(safe_next(pending.get("next"), url_for("accounts.home")))
 
 
 @bp.route("/<slug>/unlink", methods=["POST"])

@@ -1,6 +1,7 @@
 """SQLAlchemy tables, one module per aggregate."""
 
 from app.models.account import Account, AccountStatus
+from app.models.account_token import AccountLink, LinkPurpose, RecoveryCode
 from app.models.client import Client
 from app.models.device import BrowserSession, Device
 from app.models.device_code import DeviceCode, DeviceCodeStatus
@@ -13,6 +14,7 @@ from app.models.revoked import RevokedAccessToken
 
 __all__ = [
     "Account",
+    "AccountLink",
     "AccountStatus",
     "AuthorizationCode",
     "BrowserSession",
@@ -23,7 +25,9 @@ __all__ = [
     "DeviceCodeStatus",
     "FederatedIdentity",
     "Grant",
+    "LinkPurpose",
     "OutboxMessage",
+    "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",
     "SecurityEvent",

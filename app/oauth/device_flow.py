@@ -186,6 +186,12 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
             scope=self.request.credential.scope,
             include_refresh_token=client.check_grant_type("refresh_token"),
         )
+        if "openid" in token["scope"].split():
+            # OIDC Core §3.1.3.3: with openid the token response carries an
+            # ID token, whichever grant obtained it.
+            token["id_token"] = self.server.issuer_service.id_token(
+                client, self.request.user, token["scope"], token["access_token"]
+            )
         self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 

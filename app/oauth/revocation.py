@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
@@ -41,13 +43,18 @@ def _revoke_access(inspector, token, caller, ip, ua) -> bool:
         or claims.get("client_id") != caller.client_id
     ):
         return True  # recognised, but not this client's to revoke
-    jti = str(claims.get("jti"))
-    if db.session.get(RevokedAccessToken, jti) is None:
-        db.session.add(
-            RevokedAccessToken(
-                jti=jti, expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC)
-            )
+    # ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike): two requests
+    # revoking the same token at once both get 200, not a duplicate-key 500.
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    insert = pg_insert if postgres else sqlite_insert
+    db.session.execute(
+        insert(RevokedAccessToken)
+        .values(
+            jti=str(claims.get("jti")),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )
+        .on_conflict_do_nothing(index_elements=["jti"])
+    )
     return True
 
 

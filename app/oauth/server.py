@@ -9,6 +9,7 @@ from datetime import timedelta
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -34,6 +35,10 @@ from app.security.tokens import hash_token, new_token
 
 SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+PASSWORD_RESET_REQUIRED = (
+    "The account must choose a new password before tokens are issued; "
+    "the person has to sign in and change it."
+)
 
 
 class LatchkeyAuthorizationServer(AuthorizationServer):
@@ -64,6 +69,21 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         )
         self.register_extension(_issuer_parameter(issuer_service.issuer)())
 
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Authlib's client authentication, failing in one way only.
+
+        RFC 6749 §5.2: an unknown client, a wrong secret and undecodable
+        Basic credentials (RFC 7617 §2; a ValueError in Authlib's parser)
+        all get 401 invalid_client with WWW-Authenticate, so the answer
+        neither tells which client ids exist nor becomes a 500.
+        """
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except (InvalidClientError, ValueError) as exc:
+            raise InvalidClientError(
+                status_code=401, description="Client authentication failed."
+            ) from exc
+
     def generate_token(
         self,
         grant_type,
@@ -73,15 +93,24 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         expires_in=None,
         include_refresh_token=True,
     ):
+        if user is not None and user.account.must_reset_password:
+            # An operator forced a password reset (flask security
+            # force-password-reset): the person may sign in, but no grant
+            # (code, refresh or device) yields tokens until they chose a new
+            # password. Rolled back so a refresh token or code is not spent.
+            db.session.rollback()
+            raise InvalidGrantError(PASSWORD_RESET_REQUIRED)
+        # Never more than the client is registered for (RFC 6749 §3.3: the
+        # server may issue less than asked; the response's scope says so).
+        scope = client.get_allowed_scope(scope) if scope else ""
         if user is not None and user.grant is None:
-            self.issuer_service.create_grant(
-                user, client, scope or "", include_refresh_token
-            )
-        return self.issuer_service.token_response(client, scope or "", user)
+            self.issuer_service.create_grant(user, client, scope, include_refresh_token)
+        return self.issuer_service.token_response(client, scope, user)
 
 
 def _query_client(client_id):
-    if not client_id or len(client_id) > 64:
+    # A NUL byte is no client id, and PostgreSQL refuses it in a query.
+    if not client_id or len(client_id) > 64 or "\x00" in client_id:
         return None
     return db.session.get(Client, client_id)
 
@@ -134,8 +163,17 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code.code_challenge_method
 
 
+def _check_nonce(nonce: str | None, redirect_uri=None) -> None:
+    # The nonce is stored with the code and looked up; PostgreSQL refuses a NUL.
+    if nonce and any(ord(c) < 32 or ord(c) == 127 for c in nonce):
+        raise InvalidRequestError(
+            "nonce must not contain control characters", redirect_uri=redirect_uri
+        )
+
+
 class LatchkeyOpenIDCode(OpenIDCode):
     def exists_nonce(self, nonce, request):
+        _check_nonce(nonce)  # runs before the lookup; Authlib adds redirect_uri
         # Nonce replay protection is the relying party's job (OIDC Core
         # §15.5.2); we only keep a nonce from being reused within one client's
         # pending codes.
@@ -165,6 +203,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def generate_authorization_code(self):
         return new_token()
+
+    def validate_authorization_request(self):
+        redirect_uri = super().validate_authorization_request()
+        _check_nonce(self.request.payload.data.get("nonce"), redirect_uri)
+        return redirect_uri
 
     def save_authorization_code(self, code, request):
         subject: Subject = request.user

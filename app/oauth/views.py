@@ -3,7 +3,11 @@
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+)
 from flask import (
     Blueprint,
     Response,
@@ -14,11 +18,13 @@ from flask import (
     url_for,
 )
 
+from app.accounts.signin import gate_for_clients
 from app.events.services import EventTag, record_event
 from app.extensions import csrf, db
 from app.models.base import utcnow
 from app.oauth.consent import consent_needed, remember_consent
 from app.oauth.forms import ConsentForm
+from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
 from app.oauth.userinfo import userinfo_response
 from app.security.sessions import client_ip, load_current_session, user_agent
@@ -118,6 +124,13 @@ def authorize():
         return _login_redirect()
     if current is None:
         return _login_redirect()
+    gate = gate_for_clients(current.account)
+    if gate is not None:
+        if "none" in prompts:
+            return _error_redirect(
+                InteractionRequiredError(redirect_uri=redirect_uri), state
+            )
+        return gate
 
     scope = grant.request.scope or ""
     form = ConsentForm()
@@ -160,6 +173,7 @@ def authorize():
 
 @bp.route("/token", methods=["POST"])
 @csrf.exempt
+@token_client_limit
 def token():
     return _server().create_token_response()
 

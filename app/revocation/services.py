@@ -4,12 +4,20 @@ Every cut-off is a constant number of statements whatever the number of
 tokens: a grant row, a device row, or the account's generation counter that
 every session, grant and code is compared against. All are idempotent, none
 commits: the caller's transaction holds the cut-off and its security event
-together.
+together. A cut-off that took effect also adds one back-channel logout row
+to that transaction (app.logout.backchannel), however much it cut off.
 """
 
 from sqlalchemy import select, update
 
 from app.extensions import db
+from app.logout.backchannel import (
+    queue_logout_for_account,
+    queue_logout_for_device,
+    queue_logout_for_everyone,
+    queue_logout_for_grant,
+    queue_logout_for_session,
+)
 from app.models import Account, AccountStatus, BrowserSession, Device, Grant
 from app.models.base import utcnow
 
@@ -31,18 +39,26 @@ def revoke_grant(grant_id: str, reason: str) -> bool:
         .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoke_reason=reason)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    queue_logout_for_grant(grant_id)
+    return True
 
 
 def end_session(sid: str) -> bool:
     """End one browser session (RP-initiated logout, sign-out). True if it
     was live."""
-    result = db.session.execute(
+    # RETURNING names the account for the logout notice in the same statement.
+    account_id = db.session.execute(
         update(BrowserSession)
         .where(BrowserSession.sid == sid, BrowserSession.ended_at.is_(None))
         .values(ended_at=utcnow())
-    )
-    return result.rowcount == 1
+        .returning(BrowserSession.account_id)
+    ).scalar_one_or_none()
+    if account_id is None:
+        return False
+    queue_logout_for_session(sid, account_id)
+    return True
 
 
 def sign_out_device(account_id: str, device_id: str) -> bool:
@@ -65,6 +81,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
         .where(BrowserSession.device_id == device_id, BrowserSession.ended_at.is_(None))
         .values(ended_at=now)
     )
+    queue_logout_for_device(device_id)
     return True
 
 
@@ -83,4 +100,21 @@ def sign_out_account(account_id: str) -> int:
         .values(generation=Account.generation + 1)
         .execution_options(synchronize_session=False)
     )
+    queue_logout_for_account(account_id, old)
     return old
+
+
+def sign_out_everyone() -> int:
+    """Cut off every session, grant, token and pending code of every account
+    (incident response): one UPDATE of the generation counters and one
+    back-channel logout row, whatever the number of accounts.
+
+    Returns how many accounts were signed out.
+    """
+    result = db.session.execute(
+        update(Account)
+        .values(generation=Account.generation + 1)
+        .execution_options(synchronize_session=False)
+    )
+    queue_logout_for_everyone()
+    return result.rowcount

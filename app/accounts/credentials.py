@@ -1,0 +1,91 @@
+"""Setting a password (reset, change, first password of an SSO-only account),
+with the option to sign out every connected device at the same time."""
+
+from flask import current_app
+from sqlalchemy import update
+
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.mail.services import queue_email
+from app.models import Account, AccountLink, LinkPurpose
+from app.models.base import utcnow
+from app.revocation.services import sign_out_account
+from app.security.password_policy import password_problems
+
+
+class WeakPassword(ValueError):
+    """The password breaks the policy; ``problems`` says why in plain words."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(" ".join(problems))
+        self.problems = problems
+
+
+def check_new_password(account_email: str, name: str, password: str) -> None:
+    settings = current_app.config["LATCHKEY"]
+    problems = password_problems(
+        password,
+        account_email,
+        name,
+        settings.password_min_length,
+        settings.password_min_score,
+    )
+    if problems:
+        raise WeakPassword(problems)
+
+
+def set_password(
+    account: Account,
+    password: str,
+    sign_out_everywhere: bool,
+    ip: str,
+    ua: str,
+    how: str,
+) -> None:
+    """Store a new password and tell the owner; commits.
+
+    With ``sign_out_everywhere`` every session, grant, token and pending code
+    of the account is cut off in the same transaction (one row update).
+    Raises WeakPassword.
+    """
+    check_new_password(account.email, account.name, password)
+    now = utcnow()
+    account.password_hash = current_app.extensions["latchkey"].passwords.hash(password)
+    account.password_changed_at = now
+    account.must_reset_password = False
+    # Any reset link still in a mailbox dies with the old password.
+    db.session.execute(
+        update(AccountLink)
+        .where(
+            AccountLink.account_id == account.id,
+            AccountLink.purpose == LinkPurpose.RESET_PASSWORD,
+            AccountLink.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    record_event(
+        EventTag.PASSWORD_CHANGED,
+        account.id,
+        ip=ip,
+        user_agent=ua,
+        how=how,
+        signed_out_everywhere=sign_out_everywhere,
+    )
+    queue_email(
+        account.email,
+        "password_changed",
+        account=account,
+        signed_out=sign_out_everywhere,
+    )
+    if sign_out_everywhere:
+        cut = sign_out_account(account.id)
+        record_event(
+            EventTag.ALL_DEVICES_SIGNED_OUT,
+            account.id,
+            ip=ip,
+            user_agent=ua,
+            reason=f"password_{how}",
+            generation=cut,
+        )
+    db.session.commit()
+    db.session.refresh(account)

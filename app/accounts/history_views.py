@@ -1,0 +1,20 @@
+"""The account's security history page."""
+
+from flask import Blueprint, render_template
+
+from app.events.history import HISTORY_DAYS, security_history
+from app.security.sessions import load_current_session, login_required
+
+bp = Blueprint("history", __name__)
+
+
+@bp.route("/account/security")
+@login_required
+def security():
+    current = load_current_session()
+    return render_template(
+        "accounts/security.html",
+        current=current,
+        entries=security_history(current.account.id),
+        days=HISTORY_DAYS,
+    )

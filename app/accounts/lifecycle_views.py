@@ -1,0 +1,52 @@
+"""Deactivating one's own account: a confirmation page, then the cut-off.
+The rules live in app.accounts.lifecycle."""
+
+from flask import Blueprint, redirect, render_template, url_for
+
+from app.accounts.lifecycle import AccountDeleted, AccountNotActive, deactivate_account
+from app.accounts.security_forms import DeactivateForm
+from app.security.reauth import confirmed, needs_reauth, reauth_limit
+from app.security.sessions import (
+    client_ip,
+    forget_session_cookie,
+    load_current_session,
+    login_required,
+    user_agent,
+)
+
+bp = Blueprint("lifecycle", __name__)
+
+
+@bp.route("/account/deactivate", methods=["GET", "POST"])
+@login_required
+@reauth_limit
+def deactivate():
+    current = load_current_session()
+    form = DeactivateForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        if not confirmed(current, form.password.data):
+            error, status = "That password is not right.", 401
+        else:
+            try:
+                deactivate_account(
+                    current.account,
+                    by="self",
+                    ip=client_ip(),
+                    ua=user_agent(),
+                    device_id=current.device.id,
+                )
+            except (AccountNotActive, AccountDeleted):
+                return redirect(url_for("accounts.login"))
+            # The generation bump already ended this session; drop its cookie.
+            forget_session_cookie()
+            return render_template("accounts/deactivated.html")
+    elif form.is_submitted():
+        error, status = "Please try again.", 400
+    return render_template(
+        "accounts/deactivate.html",
+        form=form,
+        current=current,
+        needs_password=needs_reauth(current),
+        error=error,
+    ), status

@@ -1,0 +1,239 @@
+"""Self-service sign-up, email verification and email change."""
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    render_template,
+    request,
+)
+
+from app.accounts.credentials import WeakPassword, check_new_password
+from app.accounts.forms import ChangeEmailForm, ConfirmForm, SignupForm
+from app.accounts.links import claim_link, find_link, issue_link
+from app.accounts.services import InvalidEmail, find_account, normalize_email
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.mail.services import queue_email
+from app.models import Account, LinkPurpose
+from app.security.sessions import (
+    client_ip,
+    load_current_session,
+    login_required,
+    user_agent,
+)
+
+bp = Blueprint("signup", __name__)
+VERIFY_LINK_LIFETIME = 24 * 3600
+
+
+def _settings():
+    return current_app.config["LATCHKEY"]
+
+
+def send_verification(account: Account) -> None:
+    """Queue a verification link for the account's address; no commit."""
+    token = issue_link(account, LinkPurpose.VERIFY_EMAIL, VERIFY_LINK_LIFETIME)
+    queue_email(
+        account.email,
+        "verify_email",
+        account=account,
+        link=f"{_settings().issuer}/verify-email/{token}",
+    )
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    if not _settings().signup_enabled:
+        abort(404)
+    form = SignupForm()
+    problems = []
+    if form.validate_on_submit():
+        try:
+            email = normalize_email(form.email.data)
+            check_new_password(email, form.name.data or "", form.password.data)
+        except InvalidEmail:
+            problems = ["That is not an email address."]
+        except WeakPassword as exc:
+            problems = exc.problems
+        if not problems:
+            _register(email, form.name.data or "", form.password.data)
+            # The same page whether or not the address was taken: no
+            # enumeration through sign-up.
+            return render_template("accounts/signup_sent.html", email=email)
+    status = 400 if request.method == "POST" else 200
+    return render_template("accounts/signup.html", form=form, problems=problems), status
+
+
+def _register(email: str, name: str, password: str) -> None:
+    existing = find_account(email)
+    if existing is not None:
+        queue_email(existing.email, "signup_existing", account=existing)
+        db.session.commit()
+        return
+    passwords = current_app.extensions["latchkey"].passwords
+    account = Account(
+        email=email,
+        name=name[:200],
+        password_hash=passwords.hash(password),
+        email_verified=False,
+    )
+    db.session.add(account)
+    db.session.flush()
+    record_event(
+        EventTag.SIGNED_UP, account.id, ip=client_ip(), user_agent=user_agent()
+    )
+    send_verification(account)
+    db.session.commit()
+
+
+@bp.route("/verify-email/<token>", methods=["GET", "POST"])
+def verify_email(token):
+    # GET only shows a button: mail scanners that fetch links must not
+    # use them up.
+    found = find_link(token, LinkPurpose.VERIFY_EMAIL)
+    if found is None:
+        return _dead_link()
+    link, account = found
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        if claim_link(link):
+            account.email_verified = True
+            record_event(
+                EventTag.EMAIL_VERIFIED,
+                account.id,
+                ip=client_ip(),
+                user_agent=user_agent(),
+                email=account.email,
+            )
+            db.session.commit()
+            return render_template("accounts/email_verified.html", email=account.email)
+        return _dead_link()
+    return render_template(
+        "accounts/confirm_link.html",
+        form=form,
+        title="Confirm your email address",
+        text=f"Confirm that {account.email} is your address.",
+    )
+
+
+@bp.route("/account/verify-email", methods=["POST"])
+@login_required
+def resend_verification():
+    current = load_current_session()
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if not current.account.email_verified:
+        send_verification(current.account)
+        db.session.commit()
+    return render_template("accounts/signup_sent.html", email=current.account.email)
+
+
+@bp.route("/account/email", methods=["GET", "POST"])
+@login_required
+def change_email():
+    """Moving the account to another address needs the password, proves the
+    new address by link, and tells the old one."""
+    current = load_current_session()
+    account = current.account
+    form = ChangeEmailForm()
+    problems = []
+    if form.validate_on_submit():
+        passwords = current_app.extensions["latchkey"].passwords
+        try:
+            new_email = normalize_email(form.new_email.data)
+        except InvalidEmail:
+            new_email = None
+        if not passwords.verify(account.password_hash, form.current_password.data):
+            problems = ["Your current password is not right."]
+        elif new_email is None:
+            problems = ["That is not an email address."]
+        else:
+            token = issue_link(
+                account,
+                LinkPurpose.CHANGE_EMAIL,
+                VERIFY_LINK_LIFETIME,
+                new_email=new_email,
+            )
+            queue_email(
+                new_email,
+                "email_change_confirm",
+                account=account,
+                new_email=new_email,
+                link=f"{_settings().issuer}/account/email/confirm/{token}",
+            )
+            queue_email(
+                account.email,
+                "email_change_requested",
+                account=account,
+                new_email=new_email,
+            )
+            record_event(
+                EventTag.EMAIL_CHANGE_REQUESTED,
+                account.id,
+                ip=client_ip(),
+                user_agent=user_agent(),
+                device_id=current.device.id,
+                new_email=new_email,
+            )
+            db.session.commit()
+            return render_template("accounts/signup_sent.html", email=new_email)
+    status = 400 if problems or request.method == "POST" else 200
+    return render_template(
+        "accounts/change_email.html",
+        form=form,
+        problems=problems,
+        has_password=account.password_hash is not None,
+    ), status
+
+
+@bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email_change(token):
+    found = find_link(token, LinkPurpose.CHANGE_EMAIL)
+    if found is None:
+        return _dead_link()
+    link, account = found
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        if find_account(link.new_email) is not None:
+            return render_template(
+                "errors/generic.html",
+                title="Address already in use",
+                message="Another account uses that address now.",
+            ), 409
+        if not claim_link(link):
+            return _dead_link()
+        old = account.email
+        account.email = link.new_email
+        account.email_verified = True
+        record_event(
+            EventTag.EMAIL_CHANGED,
+            account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            old_email=old,
+            new_email=link.new_email,
+        )
+        queue_email(
+            old,
+            "email_changed",
+            account=account,
+            old_email=old,
+            new_email=link.new_email,
+        )
+        db.session.commit()
+        return render_template("accounts/email_verified.html", email=account.email)
+    return render_template(
+        "accounts/confirm_link.html",
+        form=form,
+        title="Confirm your new email address",
+        text=f"Use {link.new_email} for your account from now on.",
+    )
+
+
+def _dead_link():
+    return render_template(
+        "errors/generic.html",
+        title="This link no longer works",
+        message="Links work once and for a limited time. Ask for a new one.",
+    ), 410

@@ -1,0 +1,110 @@
+"""An account's security history as its owner sees it: recent events, newest
+first, each with a plain-words label, the device and the address."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from app.events.services import EventTag
+from app.extensions import db
+from app.models import Device, SecurityEvent
+from app.models.base import utcnow
+from app.security.sessions import describe_user_agent
+
+HISTORY_DAYS = 90
+# A page, not an export: enough for months of ordinary use, bounded against
+# an account under a password-guessing storm.
+HISTORY_LIMIT = 300
+
+LABELS = {
+    EventTag.SIGNED_UP: "Account created",
+    EventTag.LOGIN_SUCCESS: "Signed in",
+    EventTag.LOGIN_FAILURE: "Failed sign-in: wrong password",
+    EventTag.LOGIN_THROTTLED: "Sign-in attempts slowed down after too many tries",
+    EventTag.LOGOUT: "Signed out",
+    EventTag.NEW_DEVICE: "Signed in from a new device",
+    EventTag.DEVICE_SIGNED_OUT: "Device signed out",
+    EventTag.ALL_DEVICES_SIGNED_OUT: "Signed out of all devices",
+    EventTag.DEVICE_LINKED: "Device linked with a code",
+    EventTag.CONSENT_GRANTED: "App given access",
+    EventTag.GRANT_REVOKED: "App access revoked",
+    EventTag.CODE_REPLAYED: "App access revoked: a sign-in code was used twice",
+    EventTag.REFRESH_REUSED: "App access revoked: an old token was used again",
+    EventTag.PROVIDER_LINKED: "Sign-in provider linked",
+    EventTag.PROVIDER_UNLINKED: "Sign-in provider unlinked",
+    EventTag.SECOND_FACTOR_FAILURE: "Failed sign-in: wrong two-factor code",
+    EventTag.RECOVERY_CODE_USED: "Recovery code used",
+    EventTag.TOTP_ENABLED: "Two-factor authentication turned on",
+    EventTag.TOTP_DISABLED: "Two-factor authentication turned off",
+    EventTag.RECOVERY_CODES_REGENERATED: "New recovery codes made",
+    EventTag.PASSWORD_CHANGED: "Password changed",
+    EventTag.PASSWORD_RESET_REQUESTED: "Password reset link requested",
+    EventTag.PASSWORD_RESET_FORCED: "Password reset required by an administrator",
+    EventTag.EMAIL_VERIFIED: "Email address verified",
+    EventTag.EMAIL_CHANGE_REQUESTED: "Email address change requested",
+    EventTag.EMAIL_CHANGED: "Email address changed",
+    EventTag.DEACTIVATED: "Account deactivated",
+    EventTag.REACTIVATED: "Account reactivated",
+    EventTag.DELETED: "Account deleted",
+}
+
+
+@dataclass
+class HistoryEntry:
+    tag: str
+    label: str
+    at: datetime
+    device: str
+    ip: str
+
+
+def label_for(event: SecurityEvent) -> str:
+    """The event in plain words; an unknown tag is shown as it is."""
+    label = LABELS.get(event.tag, event.tag)
+    details = event.details or {}
+    if event.tag == EventTag.LOGIN_SUCCESS:
+        if details.get("provider"):
+            label += f" through {details['provider']}"
+        if "mfa" in str(details.get("method", "")).split("+"):
+            label += ", with two-factor authentication"
+    elif details.get("method") == "recovery_code":
+        label += " (confirmed with a recovery code)"
+    elif details.get("by") == "operator":
+        label += " by an administrator"
+    return label
+
+
+def security_history(
+    account_id: str, now: datetime | None = None
+) -> list[HistoryEntry]:
+    """The account's events of the last HISTORY_DAYS days, newest first
+    (one query; the device name comes from an outer join)."""
+    since = (now or utcnow()) - timedelta(days=HISTORY_DAYS)
+    rows = db.session.execute(
+        select(SecurityEvent, Device.name)
+        .outerjoin(Device, Device.id == SecurityEvent.device_id)
+        .where(
+            SecurityEvent.account_id == account_id, SecurityEvent.created_at >= since
+        )
+        .order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc())
+        .limit(HISTORY_LIMIT)
+    ).all()
+    return [
+        HistoryEntry(
+            tag=event.tag,
+            label=label_for(event),
+            at=event.created_at,
+            device=_device_name(event, device_name),
+            ip=event.ip,
+        )
+        for event, device_name in rows
+    ]
+
+
+def _device_name(event: SecurityEvent, device_name: str | None) -> str:
+    if device_name:
+        return device_name
+    if (event.details or {}).get("name"):
+        return str(event.details["name"])
+    return describe_user_agent(event.user_agent) if event.user_agent else ""

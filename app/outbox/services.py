@@ -1,0 +1,291 @@
+"""Queueing deliveries and the worker that makes them.
+
+``enqueue`` adds a row to the caller's transaction, so a delivery exists if
+and only if the change that caused it was committed. The worker claims due
+rows, calls the handler for each row's kind, and either marks the row sent or
+schedules another attempt with exponential backoff. Delivery is at least
+once: a worker that dies mid-delivery leaves its rows to be claimed again
+when their lease runs out, so handlers must be safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.extensions import db
+from app.models import OutboxMessage
+from app.models.base import utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 20
+# A claimed row is not offered to another worker for this long. It must
+# outlast a whole batch of handlers that each time out (20 x 5 s).
+LEASE_SECONDS = 300
+MAX_BACKOFF_SECONDS = 3600
+MAX_BATCHES_PER_RUN = 100
+ERROR_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed message, as its handler sees it."""
+
+    id: int
+    kind: str
+    payload: dict
+    attempts: int  # counting this one
+    now: datetime  # the worker's clock for this run
+
+
+Handler = Callable[[Delivery], None]
+
+
+class DeliveryFailed(Exception):
+    """Raised by a handler when the other side did not take the message; any
+    exception means the same, this one just reads better in last_error."""
+
+
+def default_handlers() -> dict[str, Handler]:
+    """The handler for every kind of message Latchkey queues."""
+    from app.logout import backchannel
+    from app.mail import services as mail
+
+    return {**backchannel.HANDLERS, **mail.HANDLERS}
+
+
+# -- queueing -------------------------------------------------------------
+def enqueue(
+    kind: str,
+    payload: dict,
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+) -> int | None:
+    """Add a message to the current transaction; the caller commits.
+
+    Returns the new row's id, or None when a message with ``dedupe_key`` was
+    queued before (keys outlive delivery, until `flask outbox purge`).
+    Never raises on a duplicate key, so it cannot spoil the caller's
+    transaction.
+    """
+    values = {
+        "kind": kind,
+        "payload": payload,
+        "dedupe_key": dedupe_key,
+        "next_attempt_at": not_before or utcnow(),
+    }
+    # Latchkey runs on PostgreSQL and SQLite, which both have ON CONFLICT.
+    insert = postgresql.insert if _dialect() == "postgresql" else sqlite.insert
+    statement = (
+        insert(OutboxMessage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OutboxMessage.id)
+    )
+    return db.session.execute(statement).scalar_one_or_none()
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+# -- the worker -----------------------------------------------------------
+def backoff_seconds(attempts: int, rand: Callable[[], float] = random.random) -> float:
+    """Delay before the next try after ``attempts`` failed ones: 2**attempts
+    seconds capped at an hour, with jitter (between half and all of it) so
+    that rows failing together do not retry in lockstep."""
+    ceiling = min(2 ** min(attempts, 16), MAX_BACKOFF_SECONDS)
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def run_once(
+    now: datetime | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+    batch_size: int = BATCH_SIZE,
+    lease_seconds: int = LEASE_SECONDS,
+) -> int:
+    """Deliver every message that is due at ``now`` (default: the clock) and
+    whose kind has a handler, batch after batch, including messages the
+    handlers queue along the way. Commits after each message.
+
+    Returns how many deliveries were attempted (successful or not). Needs an
+    app context. A row that fails is not retried within the same run.
+    """
+    now = now or utcnow()
+    handlers = default_handlers() if handlers is None else handlers
+    if not handlers:
+        return 0
+    attempted = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        batch = _claim(now, sorted(handlers), batch_size, lease_seconds)
+        if not batch:
+            break
+        for delivery in batch:
+            _deliver(delivery, handlers[delivery.kind])
+        attempted += len(batch)
+    return attempted
+
+
+def _claim(
+    now: datetime, kinds: list[str], limit: int, lease_seconds: int
+) -> list[Delivery]:
+    """Take up to ``limit`` due rows for this worker and commit, so that the
+    handlers run outside any long transaction."""
+    due = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.kind,
+            OutboxMessage.payload,
+            OutboxMessage.attempts,
+        )
+        .where(
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.kind.in_(kinds),
+        )
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    lease_until = now + timedelta(seconds=lease_seconds)
+    claimed = []
+    if _dialect() == "postgresql":
+        # Rows another worker is claiming right now are skipped, not waited
+        # for; once it commits they are leased into the future and no longer
+        # due, so no row is handed to two workers.
+        rows = db.session.execute(due.with_for_update(skip_locked=True)).all()
+        if rows:
+            db.session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_([r.id for r in rows]))
+                .values(
+                    attempts=OutboxMessage.attempts + 1, next_attempt_at=lease_until
+                )
+                .execution_options(synchronize_session=False)
+            )
+        claimed = rows
+    else:
+        # SQLite has no row locks; a compare-and-set on ``attempts`` lets only
+        # one of several processes sharing the file take each row.
+        for row in db.session.execute(due).all():
+            won = db.session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.attempts == row.attempts,
+                    OutboxMessage.sent_at.is_(None),
+                )
+                .values(attempts=row.attempts + 1, next_attempt_at=lease_until)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if won == 1:
+                claimed.append(row)
+    db.session.commit()
+    return [
+        Delivery(r.id, r.kind, dict(r.payload or {}), r.attempts + 1, now)
+        for r in claimed
+    ]
+
+
+def _deliver(delivery: Delivery, handler: Handler) -> bool:
+    """Run one handler; its database writes commit with the row's sent_at,
+    or are rolled back with its failure recorded."""
+    try:
+        handler(delivery)
+    except Exception as exc:  # any failure, ours or theirs, means try again
+        db.session.rollback()
+        delay = backoff_seconds(delivery.attempts)
+        log.warning(
+            "outbox %s #%s attempt %s failed, retrying in %.0f s: %s",
+            delivery.kind,
+            delivery.id,
+            delivery.attempts,
+            delay,
+            exc,
+        )
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+        _update(
+            delivery.id,
+            last_error=error,
+            next_attempt_at=delivery.now + timedelta(seconds=delay),
+        )
+        return False
+    _update(delivery.id, sent_at=delivery.now)
+    return True
+
+
+def _update(message_id: int, **values) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def run_forever(
+    poll_interval: float = 2.0,
+    stop: threading.Event | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+) -> None:
+    """Call run_once every ``poll_interval`` seconds until ``stop`` is set.
+    A failed run (say, the database is away) is logged and tried again."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        try:
+            run_once(handlers=handlers)
+        except Exception:
+            log.exception("outbox run failed; trying again in %s s", poll_interval)
+        finally:
+            db.session.remove()
+        stop.wait(poll_interval)
+
+
+# -- operators ------------------------------------------------------------
+def outbox_status(now: datetime | None = None) -> dict:
+    """Counts of messages: ``pending`` (not yet failed), ``failed`` (failed
+    at least once, waiting to retry), ``sent``; ``due`` of the unsent are
+    ready now; the oldest unsent one's age; the same counts per kind."""
+    now = now or utcnow()
+    unsent = OutboxMessage.sent_at.is_(None)
+    rows = db.session.execute(
+        select(
+            OutboxMessage.kind,
+            func.count().filter(unsent, OutboxMessage.last_error.is_(None)),
+            func.count().filter(unsent, OutboxMessage.last_error.is_not(None)),
+            func.count().filter(OutboxMessage.sent_at.is_not(None)),
+            func.count().filter(unsent, OutboxMessage.next_attempt_at <= now),
+            func.min(OutboxMessage.created_at).filter(unsent),
+        ).group_by(OutboxMessage.kind)
+    ).all()
+    names = ("pending", "failed", "sent", "due")
+    kinds = {row[0]: dict(zip(names, row[1:5], strict=True)) for row in rows}
+    totals = {name: sum(k[name] for k in kinds.values()) for name in names}
+    oldest = min((row[5] for row in rows if row[5] is not None), default=None)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    return {
+        **totals,
+        "oldest_unsent_age_seconds": (
+            int((now - oldest).total_seconds()) if oldest else None
+        ),
+        "kinds": kinds,
+    }
+
+
+def purge_sent(older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete messages sent more than ``older_than`` ago; their dedupe keys go
+    with them. Returns how many; the caller commits."""
+    cutoff = (now or utcnow()) - older_than
+    result = db.session.execute(
+        delete(OutboxMessage).where(OutboxMessage.sent_at < cutoff)
+    )
+    return result.rowcount

@@ -1,0 +1,1 @@
+"""Account security: 2FA settings, deactivation and deletion, security history."""

@@ -1,0 +1,132 @@
+"""DESIGN.md lesson 1: a copy of the database lets nobody in.
+
+After a full run of the protocol against a live server, every value of every
+column of every table is read back as text, and none of the secrets handed
+out along the way may appear in it; their SHA-256 hashes must.
+"""
+
+import json
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from tests.flows.helpers import (
+    AuthRequest,
+    get_code,
+    new_browser,
+    redeem_code,
+    refresh,
+    sha256_hex,
+    token_request,
+)
+
+
+def _as_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, bytes):
+        return value.decode("latin-1")  # every byte kept, ASCII secrets visible
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def dump_database(app) -> list[tuple[str, str, str]]:
+    """(table, column, value as text) for every cell in the database."""
+    cells = []
+    with app.app_context():
+        inspector = sa.inspect(db.engine)
+        with db.engine.connect() as conn:
+            for table_name in inspector.get_table_names():
+                names = [c["name"] for c in inspector.get_columns(table_name)]
+                assert names, table_name
+                table = sa.table(table_name, *(sa.column(n) for n in names))
+                for row in conn.execute(sa.select(*table.c)):
+                    assert len(row) == len(names)
+                    cells.extend(
+                        (table_name, name, _as_text(value))
+                        for name, value in zip(names, row, strict=True)
+                    )
+        db.session.remove()
+    return cells
+
+
+def test_no_issued_secret_is_stored(app, live_server, factories):
+    base_url = live_server.url
+    person = factories.account()
+    rp = factories.client(
+        grant_types=["authorization_code", "refresh_token", "client_credentials"]
+    )
+    browser = new_browser()
+
+    auth = AuthRequest.make(rp)
+    code = get_code(browser, base_url, auth, person)
+    first = redeem_code(base_url, auth, code)
+    assert first.status_code == 200, first.text
+    tokens = first.json()
+    rotated = refresh(base_url, rp, tokens["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    renewed = rotated.json()
+    service = token_request(base_url, {"grant_type": "client_credentials"}, client=rp)
+    assert service.status_code == 200, service.text
+
+    secrets = {
+        "authorization code": code,
+        "access token": tokens["access_token"],
+        "id token": tokens["id_token"],
+        "refresh token": tokens["refresh_token"],
+        "rotated access token": renewed["access_token"],
+        "rotated refresh token": renewed["refresh_token"],
+        "client credentials access token": service.json()["access_token"],
+        "client secret": rp.secret,
+        "session cookie": browser.cookies.get("lk_session"),
+        "device cookie": browser.cookies.get("lk_device"),
+        "password": person.password,
+    }
+    # Every other cookie the browser holds (the CSRF session, say) too.
+    for cookie in browser.cookies:
+        if cookie.value not in secrets.values():
+            secrets[f"cookie {cookie.name}"] = cookie.value
+    for name, value in secrets.items():
+        assert len(value or "") >= 20, f"{name} was not issued"
+    assert len(set(secrets.values())) == len(secrets)
+
+    cells = dump_database(app)
+    tables = {table for table, _, _ in cells}
+    assert {
+        "accounts",
+        "clients",
+        "sessions",
+        "devices",
+        "grants",
+        "refresh_tokens",
+        "authorization_codes",
+    } <= tables
+
+    leaks = [
+        f"{name} in {table}.{column}"
+        for table, column, text in cells
+        for name, value in secrets.items()
+        if value in text
+    ]
+    assert not leaks, leaks
+
+    # Looked in the right place: what is stored is the hash.
+    stored = {text for _, _, text in cells}
+    for name in (
+        "authorization code",
+        "refresh token",
+        "rotated refresh token",
+        "client secret",
+        "session cookie",
+        "device cookie",
+    ):
+        assert sha256_hex(secrets[name]) in stored, f"hash of {name} not found"
+    # The password is an argon2id hash, not a fast one.
+    assert sha256_hex(person.password) not in stored
+    assert any(
+        table == "accounts" and text.startswith("$argon2id$")
+        for table, _, text in cells
+    )
