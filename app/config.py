@@ -43,6 +43,7 @@ RATE_LIMITS = {
     "reset_ip": "20/minute;200/hour",  # reset requests per address
     "token_client": "300/minute",  # failed token requests per client
     "reauth": "10/10 minutes",  # wrong passwords confirming a change, per account
+    "link_code": "10/10 minutes",  # wrong /link codes per account and address
 }
 
 

@@ -2,7 +2,6 @@
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     get_flashed_messages,
     redirect,
@@ -26,9 +25,10 @@ from app.devices.services import (
     sign_out_one_device,
 )
 from app.events.services import EventTag, record_event
-from app.extensions import db, limiter
-from app.models.base import utcnow
+from app.extensions import db
 from app.oauth.device_flow import UnknownUserCode, decide, find_pending
+from app.security.ratelimits import failure_limit
+from app.security.reauth import confirmed, needs_reauth, reauth_limit
 from app.security.sessions import (
     client_ip,
     end_current_session,
@@ -51,12 +51,10 @@ def _account_and_ip() -> str:
     return f"link:{current.account.id if current else '-'}:{client_ip()}"
 
 
-# Wrong codes count against the person and address; right ones do not.
-link_limit = limiter.limit(
-    "10/10 minutes",
-    key_func=_account_and_ip,
-    methods=["POST"],
-    deduct_when=lambda response: response.status_code == 400,
+# Wrong codes count against the person and address; right ones are given
+# back (app.security.ratelimits explains why this holds under parallel tries).
+link_limit = failure_limit(
+    "link_code", _account_and_ip, lambda response: response.status_code == 400
 )
 
 
@@ -144,14 +142,9 @@ def devices():
         sign_out_form=SignOutDeviceForm(),
         rename_form=RenameDeviceForm(),
         everywhere_form=SignOutEverywhereForm(),
-        needs_password=_needs_reauth(current),
+        needs_password=needs_reauth(current),
         messages=get_flashed_messages(),
     )
-
-
-def _needs_reauth(current) -> bool:
-    max_age = current_app.config["LATCHKEY"].reauth_max_age
-    return (utcnow() - current.auth_time).total_seconds() > max_age
 
 
 @bp.route("/account/devices/<device_id>/sign-out", methods=["POST"])
@@ -189,6 +182,7 @@ def rename(device_id):
 
 @bp.route("/account/devices/sign-out-all", methods=["POST"])
 @login_required
+@reauth_limit
 def sign_out_all():
     current = load_current_session()
     form = SignOutEverywhereForm()
@@ -198,21 +192,26 @@ def sign_out_all():
             title="Form expired",
             message="Please go back and try again.",
         ), 400
-    if _needs_reauth(current):
-        passwords = current_app.extensions["latchkey"].passwords
-        if not passwords.verify(
-            current.account.password_hash, form.password.data or ""
-        ):
-            return render_template(
-                "devices/list.html",
-                current=current,
-                devices=connected_devices(current.account),
-                sign_out_form=SignOutDeviceForm(),
-                rename_form=RenameDeviceForm(),
-                everywhere_form=form,
-                needs_password=True,
-                messages=["Enter your password to sign out everywhere."],
-            ), 401
+    if not confirmed(current, form.password.data):
+        record_event(
+            EventTag.REAUTH_FAILURE,
+            current.account.id,
+            ip=client_ip(),
+            user_agent=user_agent(),
+            device_id=current.device.id,
+            action="sign_out_everywhere",
+        )
+        db.session.commit()
+        return render_template(
+            "devices/list.html",
+            current=current,
+            devices=connected_devices(current.account),
+            sign_out_form=SignOutDeviceForm(),
+            rename_form=RenameDeviceForm(),
+            everywhere_form=form,
+            needs_password=True,
+            messages=["Enter your password to sign out everywhere."],
+        ), 401
     sign_out_everywhere(
         current.account, client_ip(), user_agent(), reason="user_request"
     )

@@ -35,6 +35,7 @@ class EventTag(enum.StrEnum):
     REACTIVATED = "account:reactivated"
     DELETED = "account:deleted"
     LOGIN_THROTTLED = "account:login:throttled"
+    REAUTH_FAILURE = "account:reauth:failure"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
     PROVIDER_UNLINKED = "account:provider:unlinked"
 

@@ -219,6 +219,28 @@ def test_default_reauth_age_asks_only_after_five_minutes(
     assert not is_signed_in(browser, base_url)
 
 
+def test_password_guessing_through_sign_out_everywhere_is_limited(
+    app, always_reauth, person, browser
+):
+    """A thief holding an old session cannot use this form as a password
+    oracle: each wrong password is an event, and the tenth is the last."""
+    sign_in(browser, always_reauth, person)
+    answers = [
+        sign_out_everywhere(browser, always_reauth, password=f"guess {n}").status_code
+        for n in range(11)
+    ]
+    assert answers == [401] * 10 + [429]
+    assert len(events(app, person.id, "account:reauth:failure")) == 10
+    # Even the right password waits out the window; nothing was cut off.
+    assert (
+        sign_out_everywhere(
+            browser, always_reauth, password=person.password
+        ).status_code
+        == 429
+    )
+    assert is_signed_in(browser, always_reauth)
+
+
 # -- sign out one device ------------------------------------------------------------
 def test_sign_out_one_device(
     app, base_url, rs, factories, person, rp, tv, browser, second_browser
