@@ -9,7 +9,8 @@ from app.accounts.forms import ChangePasswordForm, ForgotPasswordForm, SetPasswo
 from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import find_account
 from app.accounts.throttling import reset_address_limit, reset_ip_limit
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import LinkPurpose
@@ -51,11 +52,9 @@ def forgot():
             link=f"{settings.issuer}/password/reset/{token}",
             minutes=settings.reset_link_lifetime // 60,
         )
-        record_event(
+        record_request_event(
             EventTag.PASSWORD_RESET_REQUESTED,
             account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
         )
         db.session.commit()
     remaining = FORGOT_MIN_SECONDS - (time.monotonic() - started)

@@ -7,7 +7,8 @@ import time
 from flask import redirect, render_template, session, url_for
 
 from app.accounts.forms import ConfirmForm
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account
@@ -16,7 +17,6 @@ from app.security.sessions import (
     device_for_sign_in,
     safe_next,
     start_session,
-    user_agent,
 )
 
 PENDING_SECOND_FACTOR = "pending_2fa"
@@ -70,22 +70,18 @@ def complete_sign_in(
     if provider:
         details["provider"] = provider
     if is_new:
-        record_event(
+        record_request_event(
             EventTag.NEW_DEVICE,
             account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             device_id=device.id,
             name=device.name,
         )
         queue_email(
             account.email, "new_device", account=account, device=device, ip=client_ip()
         )
-    record_event(
+    record_request_event(
         EventTag.LOGIN_SUCCESS,
         account.id,
-        ip=client_ip(),
-        user_agent=user_agent(),
         device_id=device.id,
         **details,
     )

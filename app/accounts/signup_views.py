@@ -12,15 +12,14 @@ from app.accounts.credentials import WeakPassword, check_new_password
 from app.accounts.forms import ChangeEmailForm, ConfirmForm, SignupForm
 from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import InvalidEmail, find_account, normalize_email
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account, LinkPurpose
 from app.security.sessions import (
-    client_ip,
     load_current_session,
     login_required,
-    user_agent,
 )
 
 bp = Blueprint("signup", __name__)
@@ -80,9 +79,7 @@ def _register(email: str, name: str, password: str) -> None:
     )
     db.session.add(account)
     db.session.flush()
-    record_event(
-        EventTag.SIGNED_UP, account.id, ip=client_ip(), user_agent=user_agent()
-    )
+    record_request_event(EventTag.SIGNED_UP, account.id)
     send_verification(account)
     db.session.commit()
 
@@ -99,11 +96,9 @@ def verify_email(token):
     if request.method == "POST" and form.validate_on_submit():
         if claim_link(link):
             account.email_verified = True
-            record_event(
+            record_request_event(
                 EventTag.EMAIL_VERIFIED,
                 account.id,
-                ip=client_ip(),
-                user_agent=user_agent(),
                 email=account.email,
             )
             db.session.commit()
@@ -168,11 +163,9 @@ def change_email():
                 account=account,
                 new_email=new_email,
             )
-            record_event(
+            record_request_event(
                 EventTag.EMAIL_CHANGE_REQUESTED,
                 account.id,
-                ip=client_ip(),
-                user_agent=user_agent(),
                 device_id=current.device.id,
                 new_email=new_email,
             )
@@ -206,11 +199,9 @@ def confirm_email_change(token):
         old = account.email
         account.email = link.new_email
         account.email_verified = True
-        record_event(
+        record_request_event(
             EventTag.EMAIL_CHANGED,
             account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             old_email=old,
             new_email=link.new_email,
         )

@@ -16,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.accounts.services import find_account
 from app.accounts.signin import PENDING_SECOND_FACTOR
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account
@@ -26,7 +27,7 @@ from app.security.ratelimits import (
     ip_key,
     typed_email_key,
 )
-from app.security.sessions import client_ip, user_agent
+from app.security.sessions import client_ip
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,9 @@ def tell_owner(account: Account, step: str, limit: RequestLimit) -> None:
             ip=client_ip(),
         )
         if queued is not None:
-            record_event(
+            record_request_event(
                 EventTag.LOGIN_THROTTLED,
                 account.id,
-                ip=client_ip(),
-                user_agent=user_agent(),
                 step=step,
             )
         db.session.commit()

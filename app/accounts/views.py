@@ -23,17 +23,16 @@ from app.accounts.throttling import (
     login_ip_limit,
     second_factor_limit,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.federation.forms import UnlinkForm
 from app.federation.services import identities_of
 from app.models import Account
 from app.security.sessions import (
-    client_ip,
     end_current_session,
     load_current_session,
     login_required,
-    user_agent,
 )
 from app.security.totp import use_recovery_code
 
@@ -54,11 +53,9 @@ def login():
         account = check_password(passwords, form.email.data, form.password.data)
         if account is None:
             known = find_account(form.email.data)
-            record_event(
+            record_request_event(
                 EventTag.LOGIN_FAILURE,
                 known.id if known else None,
-                ip=client_ip(),
-                user_agent=user_agent(),
             )
             db.session.commit()
             error = "Wrong email or password."
@@ -104,14 +101,12 @@ def second_factor():
             tag = None
         if ok:
             if tag:
-                record_event(tag, account.id, ip=client_ip(), user_agent=user_agent())
+                record_request_event(tag, account.id)
             return complete_sign_in(account, amr, pending["next"], pending["provider"])
         pending["failures"] += 1
-        record_event(
+        record_request_event(
             EventTag.SECOND_FACTOR_FAILURE,
             account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
         )
         db.session.commit()
         if pending["failures"] >= MAX_SECOND_FACTOR_FAILURES:
@@ -131,11 +126,9 @@ def logout():
     if request.method == "POST" and form.validate_on_submit():
         ended = end_current_session()
         if ended is not None:
-            record_event(
+            record_request_event(
                 EventTag.LOGOUT,
                 ended.account_id,
-                ip=client_ip(),
-                user_agent=user_agent(),
                 device_id=ended.device_id,
             )
         db.session.commit()

@@ -24,7 +24,8 @@ from app.devices.services import (
     sign_out_everywhere,
     sign_out_one_device,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.oauth.device_flow import UnknownUserCode, decide, find_pending
 from app.security.ratelimits import failure_limit
@@ -111,19 +112,15 @@ def link_decide():
             "devices/link.html", form=UserCodeForm(), error=BAD_CODE
         ), 400
     if device is not None:
-        record_event(
+        record_request_event(
             EventTag.DEVICE_LINKED,
             current.account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             device_id=device.id,
             name=device.name,
         )
-        record_event(
+        record_request_event(
             EventTag.NEW_DEVICE,
             current.account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             device_id=device.id,
             name=device.name,
         )
@@ -193,11 +190,9 @@ def sign_out_all():
             message="Please go back and try again.",
         ), 400
     if not confirmed(current, form.password.data):
-        record_event(
+        record_request_event(
             EventTag.REAUTH_FAILURE,
             current.account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             device_id=current.device.id,
             action="sign_out_everywhere",
         )

@@ -17,7 +17,8 @@ from joserfc.errors import JoseError
 from app.accounts.services import check_password, find_account
 from app.accounts.signin import MFA_AMR, finish_first_factor
 from app.accounts.throttling import _wrong_password
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import db
 from app.federation.forms import LinkExistingForm, UnlinkForm
 from app.federation.services import (
@@ -34,11 +35,9 @@ from app.federation.services import (
 )
 from app.security.ratelimits import failure_limit
 from app.security.sessions import (
-    client_ip,
     load_current_session,
     login_required,
     safe_next,
-    user_agent,
 )
 from app.security.tokens import hash_token
 
@@ -190,35 +189,40 @@ def _link_to_current(identity: UpstreamIdentity, provider, after):
         return _failure(
             "Please sign in again", "Your session ended while linking.", 400
         )
+    refused = _link(current.account, identity, current.device.id)
+    if refused:
+        return refused
+    db.session.commit()
+    return redirect(url_for("accounts.home"))
+
+
+def _link(account, identity: UpstreamIdentity, device_id: str | None = None):
+    """Link and record it (no commit); a refusal page if the identity
+    belongs to another account, else None."""
     try:
-        link_identity(current.account, identity)
+        link_identity(account, identity)
     except IdentityTaken:
         return _failure(
             "Already linked elsewhere",
-            f"That {provider.name} account is linked to another Latchkey account.",
+            "That sign-in is linked to another Latchkey account.",
             409,
         )
-    record_event(
+    record_request_event(
         EventTag.PROVIDER_LINKED,
-        current.account.id,
-        ip=client_ip(),
-        user_agent=user_agent(),
-        device_id=current.device.id,
-        provider=provider.slug,
+        account.id,
+        device_id=device_id,
+        provider=identity.provider,
     )
-    db.session.commit()
-    return redirect(url_for("accounts.home"))
+    return None
 
 
 def _sign_in(identity: UpstreamIdentity, provider, claims, after):
     try:
         outcome = resolve_sign_in(identity, name=str(claims.get("name", "")))
     except AccountDeactivated as exc:
-        record_event(
+        record_request_event(
             EventTag.LOGIN_FAILURE,
             exc.account_id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             method="fed",
             provider=provider.slug,
             reason="deactivated",
@@ -281,11 +285,9 @@ def link_existing():
         if account is None:
             error = "Wrong password."
             known = find_account(pending["email"])
-            record_event(
+            record_request_event(
                 EventTag.LOGIN_FAILURE,
                 known.id if known else None,
-                ip=client_ip(),
-                user_agent=user_agent(),
                 method="pwd",
                 provider=pending["provider"],
             )
@@ -304,21 +306,9 @@ def link_existing():
             identity = UpstreamIdentity(
                 pending["provider"], pending["subject"], pending["email"]
             )
-            try:
-                link_identity(account, identity)
-            except IdentityTaken:
-                return _failure(
-                    "Already linked elsewhere",
-                    "That identity is linked to another account.",
-                    409,
-                )
-            record_event(
-                EventTag.PROVIDER_LINKED,
-                account.id,
-                ip=client_ip(),
-                user_agent=user_agent(),
-                provider=identity.provider,
-            )
+            refused = _link(account, identity)
+            if refused:
+                return refused
             return _complete_sign_in(
                 account, identity.provider, ["pwd", "fed"], pending.get("next")
             )
@@ -346,22 +336,9 @@ def finish_link():
     identity = UpstreamIdentity(
         pending["provider"], pending["subject"], pending["email"]
     )
-    try:
-        link_identity(current.account, identity)
-    except IdentityTaken:
-        return _failure(
-            "Already linked elsewhere",
-            "That identity is linked to another account.",
-            409,
-        )
-    record_event(
-        EventTag.PROVIDER_LINKED,
-        current.account.id,
-        ip=client_ip(),
-        user_agent=user_agent(),
-        device_id=current.device.id,
-        provider=identity.provider,
-    )
+    refused = _link(current.account, identity, current.device.id)
+    if refused:
+        return refused
     db.session.commit()
     return redirect(safe_next(pending.get("next"), url_for("accounts.home")))
 
@@ -383,11 +360,9 @@ def unlink(slug):
             409,
         )
     if removed:
-        record_event(
+        record_request_event(
             EventTag.PROVIDER_UNLINKED,
             current.account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             device_id=current.device.id,
             provider=slug[:64],
         )

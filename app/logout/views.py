@@ -13,7 +13,8 @@ from flask import (
     url_for,
 )
 
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import csrf, db
 from app.logout.forms import EndSessionForm
 from app.logout.services import (
@@ -22,11 +23,9 @@ from app.logout.services import (
     check_logout_request,
 )
 from app.security.sessions import (
-    client_ip,
     end_current_session,
     load_current_session,
     session_cookie_name,
-    user_agent,
 )
 
 bp = Blueprint("logout", __name__)
@@ -135,11 +134,9 @@ def _end(logout: LogoutRequest) -> None:
     """End this browser's session (which queues the back-channel notices)."""
     ended = end_current_session()
     if ended is not None:
-        record_event(
+        record_request_event(
             EventTag.LOGOUT,
             ended.account_id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             device_id=ended.device_id,
             client_id=logout.client.client_id if logout.client else None,
             via="end_session_endpoint",

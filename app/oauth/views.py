@@ -19,7 +19,8 @@ from flask import (
 )
 
 from app.accounts.signin import gate_for_clients
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
+from app.events.web import record_request_event
 from app.extensions import csrf, db
 from app.models.base import utcnow
 from app.oauth.consent import consent_needed, remember_consent
@@ -27,7 +28,7 @@ from app.oauth.forms import ConsentForm
 from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
 from app.oauth.userinfo import userinfo_response
-from app.security.sessions import client_ip, load_current_session, user_agent
+from app.security.sessions import load_current_session
 
 bp = Blueprint("oauth", __name__)
 
@@ -144,11 +145,9 @@ def authorize():
         if not form.approve.data:
             return _server().create_authorization_response(grant_user=None, grant=grant)
         remember_consent(current.account.id, client.client_id, scope)
-        record_event(
+        record_request_event(
             EventTag.CONSENT_GRANTED,
             current.account.id,
-            ip=client_ip(),
-            user_agent=user_agent(),
             client_id=client.client_id,
             scope=scope,
             device_id=current.device.id,
