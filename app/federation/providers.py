@@ -10,6 +10,7 @@ A TOML or JSON file named by LATCHKEY_PROVIDERS_FILE lists them:
     client_secret_env = "LATCHKEY_PROVIDER_ACME_SECRET"   # never in the database
     scopes = ["openid", "email", "profile"]
     trust_email_verified = true
+    trust_mfa = false        # true: an upstream amr saying MFA skips local 2FA
 """
 
 import json
@@ -32,6 +33,7 @@ class Provider:
     client_secret: str
     scopes: tuple[str, ...]
     trust_email_verified: bool
+    trust_mfa: bool = False
 
     @property
     def metadata_url(self) -> str:
@@ -89,4 +91,5 @@ def _provider(entry: dict, settings: Settings) -> Provider:
         client_secret=secret,
         scopes=scopes,
         trust_email_verified=bool(entry.get("trust_email_verified", False)),
+        trust_mfa=bool(entry.get("trust_mfa", False)),
     )

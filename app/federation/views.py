@@ -245,7 +245,9 @@ def _sign_in(identity: UpstreamIdentity, provider, claims, after):
             "next": after.get("next"),
         }
         return redirect(url_for("federation.link_existing"))
-    upstream_mfa = bool(MFA_AMR & set(claims.get("amr") or []))
+    # An upstream's word that it did MFA replaces ours only where an operator
+    # said to trust it; otherwise any provider could switch our 2FA off.
+    upstream_mfa = provider.trust_mfa and bool(MFA_AMR & set(claims.get("amr") or []))
     return _complete_sign_in(
         outcome.account, provider.slug, ["fed"], after.get("next"), upstream_mfa
     )

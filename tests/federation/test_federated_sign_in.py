@@ -495,3 +495,40 @@ def test_wrong_passwords_on_the_link_page_count_like_sign_in_failures(
     assert "Traceback" not in refused.text
     assert identities(app, owner.id) == []
     assert not browser.cookies.get("lk_session")
+
+
+def test_a_returning_person_with_two_factor_gives_a_code_after_the_provider(
+    app, base_url, browser, upstream, up_person
+):
+    """The upstream sign-in is the first factor only: the provider is not
+    trusted to vouch for MFA (trust_mfa is off), so our TOTP is asked."""
+    with new_browser() as first:
+        federate(first, base_url, upstream, up_person)
+    account = account_by_email(app, up_person.email)
+    secret = _enable_totp(app, account.id)
+
+    trip = federate(browser, base_url, upstream, up_person)
+    assert trip.response.status_code == 302
+    assert trip.response.headers["Location"] == "/login/2fa"
+    assert not browser.cookies.get("lk_session")
+    step = follow(browser, trip.response)
+    done = browser.post(
+        base_url + "/login/2fa",
+        data={"csrf_token": csrf_token(step.text), "code": pyotp.TOTP(secret).now()},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert done.status_code == 302, done.text
+    with app.app_context():
+        session = (
+            db.session.execute(
+                select(BrowserSession)
+                .where(BrowserSession.account_id == account.id)
+                .order_by(BrowserSession.created_at.desc())
+            )
+            .scalars()
+            .first()
+        )
+        assert set(session.amr) >= {"fed", "otp", "mfa"}
+        assert session.acr == "mfa"
+        db.session.remove()

@@ -23,6 +23,7 @@ client_id = "latchkey"
 client_secret_env = "LATCHKEY_PROVIDER_ACME_SECRET"
 scopes = ["openid", "email"]
 trust_email_verified = true
+trust_mfa = true
 
 [[provider]]
 slug = "globex-2"
@@ -93,11 +94,13 @@ def test_toml(tmp_path):
         client_secret="s3cret",
         scopes=("openid", "email"),
         trust_email_verified=True,
+        trust_mfa=True,
     )
     globex = providers["globex-2"]
     assert globex.client_secret == ""
     assert globex.scopes == ("openid", "email", "profile")  # the default
     assert globex.trust_email_verified is False  # never trusted by default
+    assert globex.trust_mfa is False
 
 
 def test_json(tmp_path):
