@@ -299,6 +299,10 @@ def upstream(tmp_path_factory, upstream_port, upstream_secret, server_port, log_
             ),
             first_party=True,
             client_id=UPSTREAM_CLIENT_ID,
+            backchannel_logout_uri=(
+                f"http://127.0.0.1:{server_port}"
+                f"/federation/{UPSTREAM_SLUG}/backchannel-logout"
+            ),
             name="Latchkey downstream",
         )
         with upstream_app.app_context():

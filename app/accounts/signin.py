@@ -32,21 +32,26 @@ def finish_first_factor(
     next_url: str | None,
     provider: str | None = None,
     upstream_mfa=False,
+    upstream: dict | None = None,
 ):
-    """Redirect to the second-factor step, or complete the sign-in."""
+    """Redirect to the second-factor step, or complete the sign-in.
+
+    ``upstream`` is the provider session of a federated sign-in (see
+    start_session)."""
     if account.has_totp and not upstream_mfa:
         session[PENDING_SECOND_FACTOR] = {
             "account_id": account.id,
             "amr": amr,
             "next": next_url or "",
             "provider": provider,
+            "upstream": upstream,
             "started": int(time.time()),
             "failures": 0,
         }
         return redirect(url_for("accounts.second_factor"))
     if upstream_mfa:
         amr = [*amr, "mfa"]
-    return complete_sign_in(account, amr, next_url, provider)
+    return complete_sign_in(account, amr, next_url, provider, upstream)
 
 
 def pending_second_factor() -> dict | None:
@@ -58,14 +63,18 @@ def pending_second_factor() -> dict | None:
 
 
 def complete_sign_in(
-    account: Account, amr: list[str], next_url: str | None, provider: str | None = None
+    account: Account,
+    amr: list[str],
+    next_url: str | None,
+    provider: str | None = None,
+    upstream: dict | None = None,
 ):
     """Start the session (new device noted and told), commit, redirect."""
     session.pop(PENDING_SECOND_FACTOR, None)
     device, is_new = device_for_sign_in(account)
     db.session.flush()
     acr = ACR_MULTI_FACTOR if MFA_AMR & set(amr) else ACR_SINGLE_FACTOR
-    start_session(account, device, amr=amr, acr=acr)
+    start_session(account, device, amr=amr, acr=acr, upstream=upstream)
     details = {"method": "+".join(amr)}
     if provider:
         details["provider"] = provider

@@ -102,7 +102,13 @@ def second_factor():
         if ok:
             if tag:
                 record_request_event(tag, account.id)
-            return complete_sign_in(account, amr, pending["next"], pending["provider"])
+            return complete_sign_in(
+                account,
+                amr,
+                pending["next"],
+                pending["provider"],
+                pending.get("upstream"),
+            )
         pending["failures"] += 1
         record_request_event(
             EventTag.SECOND_FACTOR_FAILURE,

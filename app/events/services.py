@@ -36,6 +36,7 @@ class EventTag(enum.StrEnum):
     DELETED = "account:deleted"
     LOGIN_THROTTLED = "account:login:throttled"
     REAUTH_FAILURE = "account:reauth:failure"
+    UPSTREAM_LOGOUT = "account:provider:logout"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
     PROVIDER_UNLINKED = "account:provider:unlinked"
 

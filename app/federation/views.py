@@ -6,6 +6,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -19,7 +20,12 @@ from app.accounts.signin import MFA_AMR, finish_first_factor
 from app.accounts.throttling import _wrong_password
 from app.events.services import EventTag
 from app.events.web import record_request_event
-from app.extensions import db
+from app.extensions import csrf, db
+from app.federation.backchannel import (
+    InvalidLogoutToken,
+    end_upstream_sessions,
+    validate_logout_token,
+)
 from app.federation.forms import LinkExistingForm, UnlinkForm
 from app.federation.services import (
     AccountDeactivated,
@@ -243,22 +249,46 @@ def _sign_in(identity: UpstreamIdentity, provider, claims, after):
             "subject": identity.subject,
             "email": identity.email,
             "next": after.get("next"),
+            "upstream": _upstream_session(provider, claims),
         }
         return redirect(url_for("federation.link_existing"))
     # An upstream's word that it did MFA replaces ours only where an operator
     # said to trust it; otherwise any provider could switch our 2FA off.
     upstream_mfa = provider.trust_mfa and bool(MFA_AMR & set(claims.get("amr") or []))
     return _complete_sign_in(
-        outcome.account, provider.slug, ["fed"], after.get("next"), upstream_mfa
+        outcome.account,
+        provider.slug,
+        ["fed"],
+        after.get("next"),
+        upstream_mfa,
+        _upstream_session(provider, claims),
     )
 
 
+def _upstream_session(provider, claims) -> dict:
+    return {
+        "provider": provider.slug,
+        "sub": str(claims["sub"]),
+        "sid": str(claims["sid"])[:255] if claims.get("sid") else None,
+    }
+
+
 def _complete_sign_in(
-    account, provider_slug: str, amr: list[str], next_url, upstream_mfa=False
+    account,
+    provider_slug: str,
+    amr: list[str],
+    next_url,
+    upstream_mfa=False,
+    upstream: dict | None = None,
 ):
     # 2FA is asked here too unless the upstream says it did MFA itself.
     return finish_first_factor(
-        account, amr, next_url, provider=provider_slug, upstream_mfa=upstream_mfa
+        account,
+        amr,
+        next_url,
+        provider=provider_slug,
+        upstream_mfa=upstream_mfa,
+        upstream=upstream,
     )
 
 
@@ -302,6 +332,7 @@ def link_existing():
                 ["pwd", "fed"],
                 url_for("federation.finish_link"),
                 provider=pending["provider"],
+                upstream=pending.get("upstream"),
             )
         else:
             session.pop(PENDING_LINK, None)
@@ -312,7 +343,11 @@ def link_existing():
             if refused:
                 return refused
             return _complete_sign_in(
-                account, identity.provider, ["pwd", "fed"], pending.get("next")
+                account,
+                identity.provider,
+                ["pwd", "fed"],
+                pending.get("next"),
+                upstream=pending.get("upstream"),
             )
     status = 401 if error else (400 if request.method == "POST" else 200)
     return render_template(
@@ -370,3 +405,36 @@ def unlink(slug):
         )
     db.session.commit()
     return redirect(url_for("accounts.home"))
+
+
+@bp.route("/<slug>/backchannel-logout", methods=["POST"])
+@csrf.exempt  # the provider authenticates by signing the logout token
+def backchannel_logout(slug):
+    provider, client = _clients().get(slug)
+    if provider is None:
+        abort(404)
+    try:
+        claims = validate_logout_token(
+            provider, client, request.form.get("logout_token", "")
+        )
+    except InvalidLogoutToken as exc:
+        current_app.logger.info("logout token from %s refused: %s", slug, exc)
+        return _no_store(
+            jsonify(error="invalid_request", error_description="Bad logout token."),
+            400,
+        )
+    except (requests.RequestException, OAuthError, ValueError, KeyError):
+        # Back-Channel Logout §2.8: the provider may retry later.
+        return _no_store(jsonify(error="temporarily_unavailable"), 503)
+    for account_id, sid in end_upstream_sessions(provider, claims):
+        record_request_event(
+            EventTag.UPSTREAM_LOGOUT, account_id, provider=slug, sid=sid
+        )
+    db.session.commit()
+    return _no_store(current_app.response_class(status=200), 200)
+
+
+def _no_store(response, status):
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response

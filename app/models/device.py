@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -38,6 +38,9 @@ class BrowserSession(db.Model):
     """The signed-in state of one browser; the cookie holds a random id."""
 
     __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_upstream", "upstream_provider", "upstream_subject"),
+    )
 
     # SHA-256 of the cookie value; the cookie itself is never stored.
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -56,3 +59,8 @@ class BrowserSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # For a federated sign-in: the upstream session it rode on, so that the
+    # provider's back-channel logout can end it.
+    upstream_provider: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    upstream_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    upstream_sid: Mapped[str | None] = mapped_column(String(255), nullable=True)

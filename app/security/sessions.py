@@ -178,8 +178,18 @@ def describe_user_agent(ua: str) -> str:
     return f"{browser} on {system}" if system else browser
 
 
-def start_session(account: Account, device: Device, amr: list[str], acr="0"):
-    """Create a session row and queue its cookie. The caller commits."""
+def start_session(
+    account: Account,
+    device: Device,
+    amr: list[str],
+    acr="0",
+    upstream: dict | None = None,
+):
+    """Create a session row and queue its cookie. The caller commits.
+
+    ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to the
+    provider's session for its back-channel logout.
+    """
     end_current_session()
     cookie = new_token()
     now = utcnow()
@@ -195,6 +205,10 @@ def start_session(account: Account, device: Device, amr: list[str], acr="0"):
         created_at=now,
         expires_at=now + timedelta(seconds=lifetime),
     )
+    if upstream:
+        sess.upstream_provider = upstream["provider"]
+        sess.upstream_subject = upstream["sub"]
+        sess.upstream_sid = upstream.get("sid")
     db.session.add(sess)
     _queue_cookie(session_cookie_name(), cookie, lifetime)
     g.current = CurrentSession(sess, account, device)

@@ -1,0 +1,84 @@
+"""Back-channel logout from an upstream provider (OIDC Back-Channel Logout
+1.0 §2.6): a provider that ends a session tells us, and we end the Latchkey
+sessions that were signed in through it."""
+
+import time
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from app.extensions import db
+from app.federation.providers import Provider
+from app.models import BrowserSession
+from app.revocation.services import end_session
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LEEWAY_SECONDS = 120
+
+
+class InvalidLogoutToken(Exception):
+    """The logout token fails one of the checks of §2.6."""
+
+
+def validate_logout_token(provider: Provider, client, token: str) -> dict:
+    """The claims of a valid logout token from ``provider``; raises
+    InvalidLogoutToken. ``client`` is the provider's Authlib client, which
+    holds its discovery document and JWKS."""
+    if not token or len(token) > 8192:
+        raise InvalidLogoutToken("missing or oversized")
+    metadata = client.load_server_metadata()
+    algorithms = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+    try:
+        decoded = _decode(token, client.fetch_jwk_set(), algorithms)
+    except JoseError:
+        # The provider may have rotated its keys since we last fetched them.
+        try:
+            decoded = _decode(token, client.fetch_jwk_set(force=True), algorithms)
+        except JoseError as exc:
+            raise InvalidLogoutToken("signature") from exc
+    claims, header = decoded.claims, decoded.header
+    typ = header.get("typ")
+    if typ is not None and typ.lower() not in ("logout+jwt", "jwt"):
+        raise InvalidLogoutToken("typ")  # §2.4: never an ID token
+    now = time.time()
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    checks = {
+        "iss": claims.get("iss") == provider.issuer,
+        "aud": provider.client_id in audiences,
+        "iat": isinstance(claims.get("iat"), int | float),
+        "exp": not isinstance(claims.get("exp"), int | float)
+        or claims["exp"] + LEEWAY_SECONDS > now,
+        "events": isinstance(claims.get("events"), dict)
+        and BACKCHANNEL_EVENT in claims["events"],
+        "sub/sid": bool(claims.get("sub") or claims.get("sid")),
+        "nonce": "nonce" not in claims,  # §2.4: a nonce means an ID token
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        raise InvalidLogoutToken(", ".join(failed))
+    return claims
+
+
+def _decode(token: str, jwks: dict, algorithms: list[str]):
+    return jwt.decode(token, KeySet.import_key_set(jwks), algorithms=algorithms)
+
+
+def end_upstream_sessions(provider: Provider, claims: dict) -> list[tuple[str, str]]:
+    """End the live sessions that signed in through the upstream session (or,
+    with only ``sub``, every session of that upstream subject). No commit.
+
+    Returns (account id, sid) of each session ended.
+    """
+    query = select(BrowserSession.account_id, BrowserSession.sid).where(
+        BrowserSession.upstream_provider == provider.slug,
+        BrowserSession.ended_at.is_(None),
+    )
+    if claims.get("sub"):
+        query = query.where(BrowserSession.upstream_subject == str(claims["sub"]))
+    if claims.get("sid"):
+        query = query.where(BrowserSession.upstream_sid == str(claims["sid"]))
+    rows = db.session.execute(query).all()
+    return [(account_id, sid) for account_id, sid in rows if end_session(sid)]

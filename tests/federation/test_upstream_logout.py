@@ -1,0 +1,142 @@
+"""The upstream provider ends a session and tells Latchkey by back-channel
+logout (OIDC Back-Channel Logout 1.0): the upstream here is the second,
+real Latchkey process, whose own outbox worker posts the logout token."""
+
+import time
+
+import requests
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import BrowserSession
+from app.models.base import new_id
+from app.outbox.services import run_once
+from app.revocation.services import sign_out_account
+from tests.federation.helpers import SLUG, account_by_email, events, federate
+from tests.flows.helpers import TIMEOUT, new_browser
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+UPSTREAM_LOGOUT = "account:provider:logout"
+
+
+def _signed_in(browser, base_url) -> bool:
+    page = browser.get(base_url + "/account", allow_redirects=False, timeout=TIMEOUT)
+    return page.status_code == 200
+
+
+def _upstream_sign_out(upstream, account_id):
+    """The person signs out everywhere at the upstream, whose worker then
+    delivers the logout tokens."""
+    with upstream.app.app_context():
+        sign_out_account(account_id)
+        db.session.commit()
+        run_once()
+        db.session.remove()
+
+
+def _post(base_url, token, slug=SLUG):
+    return requests.post(
+        f"{base_url}/federation/{slug}/backchannel-logout",
+        data={"logout_token": token},
+        timeout=TIMEOUT,
+    )
+
+
+def _upstream_signed(upstream, **claims) -> str:
+    now = int(time.time())
+    body = {
+        "iss": upstream.url,
+        "aud": upstream.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": new_id(),
+        "events": {EVENT: {}},
+        **claims,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    with upstream.app.app_context():
+        return upstream.app.extensions["latchkey"].keys.sign(
+            body, "ES256", typ="logout+jwt"
+        )
+
+
+def test_upstream_logout_ends_the_sessions_it_started(
+    app, base_url, upstream, up_person
+):
+    bystander = upstream.factories.account()
+    with new_browser() as mine, new_browser() as theirs:
+        federate(mine, base_url, upstream, up_person)
+        federate(theirs, base_url, upstream, bystander)
+        assert _signed_in(mine, base_url)
+
+        _upstream_sign_out(upstream, up_person.id)
+
+        assert not _signed_in(mine, base_url)
+        assert _signed_in(theirs, base_url)  # another person's session lives
+    account = account_by_email(app, up_person.email)
+    (logged_out,) = events(app, UPSTREAM_LOGOUT)
+    assert logged_out["account_id"] == account.id
+    with app.app_context():
+        session = db.session.execute(
+            select(BrowserSession).where(BrowserSession.account_id == account.id)
+        ).scalar_one()
+        assert session.ended_at is not None
+        assert session.upstream_provider == SLUG
+        assert session.upstream_subject == up_person.id
+        db.session.remove()
+
+
+def test_a_logout_for_another_upstream_session_ends_nothing(app, base_url, upstream, up_person):
+    with new_browser() as browser:
+        federate(browser, base_url, upstream, up_person)
+        token = _upstream_signed(upstream, sub="someone-else", sid="no-such-session")
+        response = _post(base_url, token)
+        assert response.status_code == 200
+        assert _signed_in(browser, base_url)
+
+
+def test_bad_logout_tokens_are_refused_and_end_nothing(
+    app, base_url, upstream, up_person
+):
+    with new_browser() as browser:
+        federate(browser, base_url, upstream, up_person)
+        with app.app_context():
+            session = db.session.execute(select(BrowserSession)).scalar_one()
+            sub, sid = session.upstream_subject, session.upstream_sid
+            ours = app.extensions["latchkey"].keys.sign(
+                {
+                    "iss": upstream.url,
+                    "aud": upstream.client_id,
+                    "sub": sub,
+                    "iat": int(time.time()),
+                    "events": {EVENT: {}},
+                },
+                "ES256",
+                typ="logout+jwt",
+            )
+            db.session.remove()
+        bad = {
+            "garbage": "not-a-jwt",
+            "empty": "",
+            "signed by another key": ours,
+            "other issuer": _upstream_signed(upstream, iss=base_url, sub=sub),
+            "other audience": _upstream_signed(upstream, aud="someone", sub=sub),
+            "no event": _upstream_signed(upstream, events={}, sub=sub),
+            "nonce (an ID token)": _upstream_signed(upstream, nonce="n", sub=sub),
+            "neither sub nor sid": _upstream_signed(upstream),
+            "expired": _upstream_signed(upstream, sub=sub, exp=int(time.time()) - 600),
+        }
+        for name, token in bad.items():
+            response = _post(base_url, token)
+            assert response.status_code == 400, name
+            assert response.json()["error"] == "invalid_request", name
+        assert _signed_in(browser, base_url)
+        assert (
+            _post(
+                base_url, _upstream_signed(upstream, sid=sid), slug="nobody"
+            ).status_code
+            == 404
+        )
+        # The real thing still works.
+        assert _post(base_url, _upstream_signed(upstream, sid=sid)).status_code == 200
+        assert not _signed_in(browser, base_url)
