@@ -3,6 +3,7 @@ queues, the outbox worker sends through SMTP to an aiosmtpd server on
 127.0.0.1, and the test follows the links it receives."""
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import requests
 from sqlalchemy import func, select
@@ -12,11 +13,15 @@ from app.models import Account, AccountLink, OutboxMessage
 from app.models.base import utcnow
 from tests.flows.helpers import (
     TIMEOUT,
+    AuthRequest,
     csrf_token,
+    get_code,
     new_browser,
+    redeem_code,
     refresh,
     sign_in,
     tokens_for,
+    walk_authorize,
 )
 
 NEW_PASSWORD = "violet tractor marmalade 42"
@@ -312,3 +317,24 @@ def test_mail_stays_queued_while_smtp_is_down(
     assert mail_worker(now=later) == 1
     assert smtp_server.inbox.link(account.email, "/password/reset/")
     assert mail_worker(now=later) == 0  # delivered once
+
+
+def test_an_unconfirmed_address_cannot_authorize_a_client_until_confirmed(
+    live_server, mail_worker, smtp_server, factories
+):
+    rp = factories.client()
+    browser = new_browser()
+    email = "fresh@example.com"
+    _post_form(browser, live_server.url + "/signup", email=email, password=NEW_PASSWORD)
+    person = SimpleNamespace(email=email, password=NEW_PASSWORD)
+    auth = AuthRequest.make(rp)
+
+    walk = walk_authorize(browser, live_server.url, auth.params(), account=person)
+    assert walk.response.status_code == 403
+    assert "Confirm your email address first" in walk.response.text
+    assert "code=" not in walk.response.headers.get("Location", "")
+
+    mail_worker()
+    _confirm(browser, smtp_server.inbox.link(email, "/verify-email/"))
+    code = get_code(browser, live_server.url, auth, person)
+    assert redeem_code(live_server.url, auth, code).status_code == 200
