@@ -86,7 +86,9 @@ def test_upstream_logout_ends_the_sessions_it_started(
         db.session.remove()
 
 
-def test_a_logout_for_another_upstream_session_ends_nothing(app, base_url, upstream, up_person):
+def test_a_logout_for_another_upstream_session_ends_nothing(
+    app, base_url, upstream, up_person
+):
     with new_browser() as browser:
         federate(browser, base_url, upstream, up_person)
         token = _upstream_signed(upstream, sub="someone-else", sid="no-such-session")
