@@ -2,6 +2,7 @@
 
 from flask import Flask
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import load_settings
 from app.extensions import csrf, db, limiter, migrate
@@ -30,7 +31,17 @@ def create_app(config: dict | None = None) -> Flask:
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
         RATELIMIT_KEY_PREFIX=settings.ratelimit_prefix,
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis away: count in this process instead of failing every sign-in.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
     )
+    if settings.trusted_proxies:
+        # Behind a load balancer the client's address is in X-Forwarded-For;
+        # trust exactly as many hops as the operator says, no more.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,
+            x_proto=settings.trusted_proxies,
+        )
     db.init_app(app)
     _enable_sqlite_foreign_keys(app)
     migrate.init_app(app, db, directory=_migrations_dir())

@@ -103,6 +103,7 @@ class Settings:
     # Cookies are per host, not per port: two providers on one host (an
     # upstream and a downstream) need different names.
     cookie_prefix: str = "lk"  # LATCHKEY_COOKIE_PREFIX
+    trusted_proxies: int = 0  # LATCHKEY_TRUSTED_PROXIES (hops setting X-Forwarded-For)
     providers_file: str = ""  # LATCHKEY_PROVIDERS_FILE (TOML or JSON)
     mail_backend: str = "files"  # LATCHKEY_MAIL_BACKEND: files | smtp
     mail_dir: str = ""  # LATCHKEY_MAIL_DIR (files backend; default instance/mail)
@@ -186,6 +187,9 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.ratelimit_limits = _rate_limits(env)
     s.outbox_thread = _bool(env, "LATCHKEY_OUTBOX_THREAD", mode == "development")
     s.cookie_prefix = env.get("LATCHKEY_COOKIE_PREFIX", "lk")
+    s.trusted_proxies = _int(env, "LATCHKEY_TRUSTED_PROXIES", 0)
+    if not 0 <= s.trusted_proxies <= 5:
+        raise ConfigError("LATCHKEY_TRUSTED_PROXIES must be 0 to 5")
     if not s.cookie_prefix.isidentifier():
         raise ConfigError("LATCHKEY_COOKIE_PREFIX must be letters, digits or _")
     s.providers_file = env.get("LATCHKEY_PROVIDERS_FILE", "")

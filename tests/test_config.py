@@ -203,3 +203,59 @@ def test_development_default_database_can_be_created(tmp_path):
     path = s.database_url.removeprefix("sqlite:///")
     sqlite3.connect(path).close()
     assert (instance / "latchkey.sqlite3").exists()
+
+
+def test_trusted_proxies_decide_which_address_is_the_clients(base_env):
+    from flask import request
+
+    from app import create_app
+
+    def seen_address(**env):
+        application = create_app({**base_env, **env})
+
+        @application.route("/_test/ip")
+        def ip():
+            return request.remote_addr
+
+        headers = {"X-Forwarded-For": "203.0.113.9"}
+        return application.test_client().get("/_test/ip", headers=headers).text
+
+    # Without a proxy configured, a client cannot pick its own address.
+    assert seen_address() == "127.0.0.1"
+    assert seen_address(LATCHKEY_TRUSTED_PROXIES="1") == "203.0.113.9"
+
+
+@pytest.mark.parametrize("value", ["-1", "6", "many"])
+def test_trusted_proxies_out_of_range_are_refused(value, tmp_path):
+    with pytest.raises(ConfigError, match="LATCHKEY_TRUSTED_PROXIES"):
+        load_settings(
+            {"LATCHKEY_ENV": "development", "LATCHKEY_TRUSTED_PROXIES": value},
+            instance_path=str(tmp_path),
+        )
+
+
+def test_sign_in_still_answers_when_redis_is_down(app, base_env, factories):
+    """Rate limits fall back to counting in the process; a sign-in never
+    turns into a 500 because the limit store is away."""
+    from app import create_app
+    from tests.conftest import free_port
+
+    account = factories.account()
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    client = create_app({**base_env, "LATCHKEY_REDIS_URL": closed}).test_client()
+    page = client.get("/login")
+    token = page.text.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    wrong = client.post(
+        "/login",
+        data={"csrf_token": token, "email": account.email, "password": "nope"},
+    )
+    assert wrong.status_code == 401
+    right = client.post(
+        "/login",
+        data={
+            "csrf_token": token,
+            "email": account.email,
+            "password": account.password,
+        },
+    )
+    assert right.status_code == 302
