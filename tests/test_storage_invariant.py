@@ -9,7 +9,10 @@ import json
 
 import sqlalchemy as sa
 
+from app.accounts.links import issue_link
 from app.extensions import db
+from app.models import Account, LinkPurpose
+from tests.accounts.helpers import enable_totp_directly
 from tests.flows.helpers import (
     AuthRequest,
     get_code,
@@ -130,3 +133,33 @@ def test_no_issued_secret_is_stored(app, live_server, factories):
         table == "accounts" and text.startswith("$argon2id$")
         for table, _, text in cells
     )
+
+
+def test_second_factors_and_emailed_links_are_not_stored_either(app, factories):
+    """TOTP secrets are encrypted under the KEK; recovery codes and emailed
+    links are stored as SHA-256 only."""
+    person = factories.account()
+    totp_secret, recovery_codes = enable_totp_directly(app, person.id)
+    with app.app_context():
+        account = db.session.get(Account, person.id)
+        links = [
+            issue_link(account, purpose, 600)
+            for purpose in (LinkPurpose.RESET_PASSWORD, LinkPurpose.VERIFY_EMAIL)
+        ]
+        db.session.commit()
+        db.session.remove()
+
+    secrets = {
+        "totp secret": totp_secret,
+        **{f"recovery code {n}": code for n, code in enumerate(recovery_codes)},
+        **{
+            f"recovery code {n} (bare)": code.replace("-", "")
+            for n, code in enumerate(recovery_codes)
+        },
+        **{f"link {n}": link for n, link in enumerate(links)},
+    }
+    stored = "\n".join(value for _, _, value in dump_database(app))
+    leaks = [name for name, value in secrets.items() if value in stored]
+    assert not leaks, leaks
+    assert all(sha256_hex(link) in stored for link in links)
+    assert sha256_hex(recovery_codes[0].replace("-", "")) in stored
