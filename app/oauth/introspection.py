@@ -36,19 +36,27 @@ class TokenInspector:
             return None
         if claims["exp"] <= now:
             return None
-        if db.session.get(RevokedAccessToken, str(claims.get("jti"))) is not None:
-            return None
+        # One statement, one round trip: the grant (or client) and whether
+        # this jti was revoked on its own (RFC 7009), by primary keys.
+        revoked = RevokedAccessToken.jti == str(claims.get("jti"))
         if "gid" in claims:
             row = db.session.execute(
-                select(Grant, Account, Device)
+                select(Grant, Account, Device, RevokedAccessToken.jti)
                 .join(Account, Account.id == Grant.account_id)
                 .join(Device, Device.id == Grant.device_id)
+                .outerjoin(RevokedAccessToken, revoked)
                 .where(Grant.id == str(claims["gid"]))
             ).first()
-            if row is None or not grant_is_live(*row):
+            if row is None or row[3] is not None or not grant_is_live(*row[:3]):
                 return None
-        elif db.session.get(Client, str(claims.get("client_id"))) is None:
-            return None
+        else:
+            row = db.session.execute(
+                select(Client.client_id, RevokedAccessToken.jti)
+                .outerjoin(RevokedAccessToken, revoked)
+                .where(Client.client_id == str(claims.get("client_id")))
+            ).first()
+            if row is None or row[1] is not None:
+                return None
         return claims
 
     def refresh_token_record(self, token: str):

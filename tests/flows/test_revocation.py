@@ -24,6 +24,7 @@ from tests.flows.helpers import (
     assert_json_error,
     refresh,
     sign_in,
+    token_request,
     tokens_for,
     userinfo,
 )
@@ -71,6 +72,17 @@ def test_revoking_an_access_token(base_url, rs, rp, grant):
     # One token is the smallest grain: the grant and its other tokens go on.
     assert introspection(base_url, rs, sibling["access_token"])["active"] is True
     assert refresh(base_url, rp, sibling["refresh_token"]).status_code == 200
+
+
+def test_revoking_a_client_credentials_token(base_url, rs):
+    issued = token_request(
+        base_url, {"grant_type": "client_credentials"}, client=rs
+    ).json()
+    assert introspection(base_url, rs, issued["access_token"])["active"] is True
+    assert_revoked_ok(revoke(base_url, rs, issued["access_token"]))
+    assert_inactive(base_url, rs, issued["access_token"])
+    fresh = token_request(base_url, {"grant_type": "client_credentials"}, client=rs)
+    assert introspection(base_url, rs, fresh.json()["access_token"])["active"] is True
 
 
 def test_revoking_a_refresh_token_ends_its_grant(app, base_url, rs, person, rp, grant):
