@@ -27,6 +27,16 @@ def _wants_json() -> bool:
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
+def form_expired():
+    """The answer to a form post that fails validation (its CSRF token is
+    checked before the view, by CSRFProtect)."""
+    return render_template(
+        "errors/generic.html",
+        title="Form expired",
+        message="Please go back and try again.",
+    ), 400
+
+
 def register_error_handlers(app):
     @app.errorhandler(429)
     def too_many_requests(exc: HTTPException):

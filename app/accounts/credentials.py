@@ -4,12 +4,12 @@ with the option to sign out every connected device at the same time."""
 from flask import current_app
 from sqlalchemy import update
 
+from app.devices.services import cut_off_everywhere
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account, AccountLink, LinkPurpose
 from app.models.base import utcnow
-from app.revocation.services import sign_out_account
 from app.security.password_policy import password_problems
 
 
@@ -78,14 +78,6 @@ def set_password(
         signed_out=sign_out_everywhere,
     )
     if sign_out_everywhere:
-        cut = sign_out_account(account.id)
-        record_event(
-            EventTag.ALL_DEVICES_SIGNED_OUT,
-            account.id,
-            ip=ip,
-            user_agent=ua,
-            reason=f"password_{how}",
-            generation=cut,
-        )
+        cut_off_everywhere(account, ip, ua, reason=f"password_{how}", notify=False)
     db.session.commit()
     db.session.refresh(account)

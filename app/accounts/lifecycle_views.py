@@ -25,7 +25,7 @@ def deactivate():
     form = DeactivateForm()
     error, status = None, 200
     if form.validate_on_submit():
-        if not confirmed(current, form.password.data):
+        if not confirmed(current, form.password.data, "deactivate"):
             error, status = "That password is not right.", 401
         else:
             try:

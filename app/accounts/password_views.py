@@ -14,6 +14,7 @@ from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import LinkPurpose
+from app.security.reauth import password_confirmed, reauth_limit
 from app.security.sessions import (
     client_ip,
     forget_session_cookie,
@@ -102,18 +103,18 @@ def reset(token):
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
+@reauth_limit
 def change():
     current = load_current_session()
     account = current.account
     form = ChangePasswordForm()
-    problems = []
+    problems, status = [], 400
     if form.validate_on_submit():
-        passwords = current_app.extensions["latchkey"].passwords
         has_password = account.password_hash is not None
-        if has_password and not passwords.verify(
-            account.password_hash, form.current_password.data or ""
+        if has_password and not password_confirmed(
+            current, form.current_password.data, "change_password"
         ):
-            problems = ["Your current password is not right."]
+            problems, status = ["Your current password is not right."], 401
         elif not has_password:
             problems = [
                 "Set your first password through “Forgot password” "
@@ -138,11 +139,10 @@ def change():
                     start_session(account, current.device, amr=["pwd"])
                     db.session.commit()
                 return redirect(url_for("accounts.home", password="changed"))
-    status = 400 if problems else 200
     return render_template(
         "accounts/change_password.html",
         form=form,
         problems=problems,
         forced=account.must_reset_password,
         has_password=account.password_hash is not None,
-    ), status
+    ), (status if problems else 200)

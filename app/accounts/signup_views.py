@@ -17,6 +17,7 @@ from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account, LinkPurpose
+from app.security.reauth import password_confirmed, reauth_limit
 from app.security.sessions import (
     load_current_session,
     login_required,
@@ -126,21 +127,21 @@ def resend_verification():
 
 @bp.route("/account/email", methods=["GET", "POST"])
 @login_required
+@reauth_limit
 def change_email():
     """Moving the account to another address needs the password, proves the
     new address by link, and tells the old one."""
     current = load_current_session()
     account = current.account
     form = ChangeEmailForm()
-    problems = []
+    problems, status = [], 400
     if form.validate_on_submit():
-        passwords = current_app.extensions["latchkey"].passwords
         try:
             new_email = normalize_email(form.new_email.data)
         except InvalidEmail:
             new_email = None
-        if not passwords.verify(account.password_hash, form.current_password.data):
-            problems = ["Your current password is not right."]
+        if not password_confirmed(current, form.current_password.data, "change_email"):
+            problems, status = ["Your current password is not right."], 401
         elif new_email is None:
             problems = ["That is not an email address."]
         else:
@@ -171,7 +172,8 @@ def change_email():
             )
             db.session.commit()
             return render_template("accounts/signup_sent.html", email=new_email)
-    status = 400 if problems or request.method == "POST" else 200
+    if not problems and request.method != "POST":
+        status = 200
     return render_template(
         "accounts/change_email.html",
         form=form,

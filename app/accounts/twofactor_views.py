@@ -31,6 +31,9 @@ from app.accounts.twofactor import (
     regenerate_recovery_codes,
     start_enrolment,
 )
+from app.events.services import EventTag
+from app.events.web import record_request_event
+from app.extensions import db
 from app.security.reauth import confirmed, needs_reauth, reauth_limit
 from app.security.sessions import (
     client_ip,
@@ -99,7 +102,7 @@ def setup():
         return redirect(url_for("twofactor.overview"))
     error, status = None, 200
     if form.validate_on_submit():
-        if not confirmed(current, form.password.data):
+        if not confirmed(current, form.password.data, "enable_totp"):
             error, status = WRONG_PASSWORD, 401
         else:
             try:
@@ -134,7 +137,7 @@ def recovery_codes():
     form = RegenerateCodesForm()
     if not form.validate_on_submit():
         return _overview(current, form, ["Please try again."], 400)
-    if not confirmed(current, form.password.data):
+    if not confirmed(current, form.password.data, "recovery_codes"):
         return _overview(current, form, [WRONG_PASSWORD], 401)
     try:
         codes = regenerate_recovery_codes(current.account, _who(current))
@@ -159,6 +162,13 @@ def disable():
                 passwords, current.account, form.password.data, form.recovery_code.data
             )
         except ProofMissing:
+            record_request_event(
+                EventTag.REAUTH_FAILURE,
+                current.account.id,
+                device_id=current.device.id,
+                action="disable_totp",
+            )
+            db.session.commit()
             error, status = "Enter your password or an unused recovery code.", 401
         else:
             # Another tab may have turned it off first: same outcome.

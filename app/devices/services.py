@@ -70,8 +70,12 @@ def sign_out_one_device(account: Account, device_id: str, ip: str, ua: str) -> b
     return done
 
 
-def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None:
-    """Sign out of all devices: one transaction, constant cost. Commits."""
+def cut_off_everywhere(
+    account: Account, ip: str, ua: str, reason: str, notify: bool = True
+) -> None:
+    """Sign out of all devices, with its event and (``notify``) its email;
+    constant cost, no commit. Password changes pass notify=False: their own
+    email says so."""
     cut = sign_out_account(account.id)
     record_event(
         EventTag.ALL_DEVICES_SIGNED_OUT,
@@ -81,5 +85,11 @@ def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None
         reason=reason,
         generation=cut,
     )
-    queue_email(account.email, "signed_out_everywhere", account=account)
+    if notify:
+        queue_email(account.email, "signed_out_everywhere", account=account)
+
+
+def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None:
+    """Sign out of all devices in one transaction. Commits."""
+    cut_off_everywhere(account, ip, ua, reason)
     db.session.commit()

@@ -38,6 +38,7 @@ from app.security.sessions import (
     login_required,
     user_agent,
 )
+from app.web import form_expired
 
 bp = Blueprint("devices", __name__)
 
@@ -149,11 +150,7 @@ def devices():
 def sign_out_device(device_id):
     current = load_current_session()
     if not SignOutDeviceForm().validate_on_submit():
-        return render_template(
-            "errors/generic.html",
-            title="Form expired",
-            message="Please go back and try again.",
-        ), 400
+        return form_expired()
     if sign_out_one_device(current.account, device_id[:32], client_ip(), user_agent()):
         flash("The device was signed out.")
     if device_id == current.device.id:
@@ -184,19 +181,8 @@ def sign_out_all():
     current = load_current_session()
     form = SignOutEverywhereForm()
     if not form.validate_on_submit():
-        return render_template(
-            "errors/generic.html",
-            title="Form expired",
-            message="Please go back and try again.",
-        ), 400
-    if not confirmed(current, form.password.data):
-        record_request_event(
-            EventTag.REAUTH_FAILURE,
-            current.account.id,
-            device_id=current.device.id,
-            action="sign_out_everywhere",
-        )
-        db.session.commit()
+        return form_expired()
+    if not confirmed(current, form.password.data, "sign_out_everywhere"):
         return render_template(
             "devices/list.html",
             current=current,

@@ -29,6 +29,7 @@ from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
 from app.oauth.userinfo import userinfo_response
 from app.security.sessions import load_current_session
+from app.web import form_expired
 
 bp = Blueprint("oauth", __name__)
 
@@ -137,11 +138,7 @@ def authorize():
     form = ConsentForm()
     if request.method == "POST":
         if not form.validate_on_submit():
-            return render_template(
-                "errors/generic.html",
-                title="Form expired",
-                message="Please go back and try again.",
-            ), 400
+            return form_expired()
         if not form.approve.data:
             return _server().create_authorization_response(grant_user=None, grant=grant)
         remember_consent(current.account.id, client.client_id, scope)

@@ -58,16 +58,20 @@ def failure_limit(
     failed: Callable[[Response], bool],
     on_breach: Callable[[RequestLimit], None] | None = None,
 ):
-    """A route decorator limiting the POSTs to a view that fail, per
-    ``key_func()``, to the configured limit ``name``.
+    """A route decorator limiting the POSTs that fail, per ``key_func()``,
+    to the configured limit ``name``; every view decorated with the same
+    name draws on the same budget.
 
     ``failed(response)`` says whether an attempt was a failure; every other
     attempt (a success, a form error, a 429) is given back. ``on_breach``
     runs for each attempt refused.
     """
     _FAILED[name] = failed
-    return limiter.limit(
+    # One shared counter per limit name, whatever view it decorates: a
+    # password guessed through five different forms is five guesses.
+    return limiter.shared_limit(
         partial(configured_limit, name),
+        scope=f"{FAILURES}:{name}",
         key_func=lambda: f"{FAILURES}:{name}:{key_func()}",
         methods=["POST"],
         on_breach=on_breach,

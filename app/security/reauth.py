@@ -7,6 +7,9 @@ account signs in: the session has to be fresh, or the password typed again.
 
 from flask import current_app
 
+from app.events.services import EventTag
+from app.events.web import record_request_event
+from app.extensions import db
 from app.models.base import utcnow
 from app.security.ratelimits import failure_limit
 from app.security.sessions import CurrentSession, client_ip, load_current_session
@@ -18,16 +21,30 @@ def needs_reauth(current: CurrentSession) -> bool:
     return (utcnow() - current.auth_time).total_seconds() > max_age
 
 
-def confirmed(current: CurrentSession, password: str | None) -> bool:
-    """True if the session is fresh or ``password`` is the account's.
-
-    An account with no password (SSO only) can only confirm by signing in
-    again; the argon2 work is the same either way.
-    """
-    if not needs_reauth(current):
-        return True
+def password_confirmed(
+    current: CurrentSession, password: str | None, action: str
+) -> bool:
+    """True if ``password`` is the account's. A wrong one is recorded (and
+    committed) as an event, so guessing through any form shows in the
+    account's history. An account with no password (SSO only) never
+    matches; the argon2 work is the same either way."""
     passwords = current_app.extensions["latchkey"].passwords
-    return passwords.verify(current.account.password_hash, password or "")
+    if passwords.verify(current.account.password_hash, password or ""):
+        return True
+    record_request_event(
+        EventTag.REAUTH_FAILURE,
+        current.account.id,
+        device_id=current.device.id,
+        action=action,
+    )
+    db.session.commit()
+    return False
+
+
+def confirmed(current: CurrentSession, password: str | None, action: str) -> bool:
+    """True if the session is fresh or ``password`` is the account's (see
+    password_confirmed)."""
+    return not needs_reauth(current) or password_confirmed(current, password, action)
 
 
 def _account_key() -> str:
@@ -35,8 +52,9 @@ def _account_key() -> str:
     return current.account.id if current else client_ip()
 
 
-# A session thief could otherwise guess the password (or a recovery code)
-# through these forms at speed. Only refusals (401) count, per account:
+# Views that call confirmed/password_confirmed answer a wrong password
+# with 401. A session thief could otherwise guess the password (or a
+# recovery code) through these forms at speed. Only refusals (401) count, per account:
 # LATCHKEY_RATELIMIT_REAUTH, counted as app.security.ratelimits explains.
 reauth_limit = failure_limit(
     "reauth", _account_key, lambda response: response.status_code == 401

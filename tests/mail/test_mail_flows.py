@@ -289,7 +289,7 @@ def test_email_change_needs_the_password(
         new_email="thief@example.com",
         current_password="guess",
     )
-    assert response.status_code == 400
+    assert response.status_code == 401
     mail_worker()
     assert smtp_server.inbox.to("thief@example.com") == []
     assert not any(
