@@ -78,7 +78,10 @@ def register_error_handlers(app):
         from app.extensions import db
 
         db.session.rollback()
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # The route's pattern, not the path: paths carry single-use tokens
+        # (/password/reset/<token>), which must not reach the logs.
+        route = request.url_rule.rule if request.url_rule else "(no route)"
+        log.exception("unhandled error on %s %s", request.method, route)
         if _wants_json():
             response = jsonify({"error": "server_error"})
             response.status_code = 500

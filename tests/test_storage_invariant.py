@@ -5,21 +5,28 @@ column of every table is read back as text, and none of the secrets handed
 out along the way may appear in it; their SHA-256 hashes must.
 """
 
+import email
 import json
+import re
+from email.policy import default as default_policy
 
 import sqlalchemy as sa
 
 from app.accounts.links import issue_link
 from app.extensions import db
 from app.models import Account, LinkPurpose
+from app.outbox.services import run_once
 from tests.accounts.helpers import enable_totp_directly
 from tests.flows.helpers import (
+    TIMEOUT,
     AuthRequest,
+    csrf_token,
     get_code,
     new_browser,
     redeem_code,
     refresh,
     sha256_hex,
+    sign_in,
     token_request,
 )
 
@@ -163,3 +170,53 @@ def test_second_factors_and_emailed_links_are_not_stored_either(app, factories):
     assert not leaks, leaks
     assert all(sha256_hex(link) in stored for link in links)
     assert sha256_hex(recovery_codes[0].replace("-", "")) in stored
+
+
+def _links_mailed(mail_dir, skip=frozenset()) -> list[str]:
+    """Every single-use link token in the .eml files not in ``skip``."""
+    tokens = []
+    for path in set(mail_dir.glob("*.eml")) - skip:
+        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+        text = message.get_body(("plain",)).get_content()
+        tokens += re.findall(r"/(?:password/reset|verify-email|confirm)/([\w-]+)", text)
+    return tokens
+
+
+def test_queued_mail_does_not_store_its_links(app, live_server, factories, mail_dir):
+    """Email bodies wait in the outbox, and they carry reset, verification
+    and email-change links: the rows must not give those away."""
+    earlier_mail = frozenset(mail_dir.glob("*.eml"))
+    person = factories.account()
+    browser = new_browser()
+    for path, fields in (
+        ("/password/forgot", {"email": person.email}),
+        ("/signup", {"email": "joiner@example.com", "password": "amber fjord 64 kite"}),
+    ):
+        page = browser.get(live_server.url + path, timeout=TIMEOUT)
+        browser.post(
+            live_server.url + path,
+            data={"csrf_token": csrf_token(page.text), **fields},
+            timeout=TIMEOUT,
+        )
+    sign_in(browser, live_server.url, person)
+    page = browser.get(live_server.url + "/account/email", timeout=TIMEOUT)
+    browser.post(
+        live_server.url + "/account/email",
+        data={
+            "csrf_token": csrf_token(page.text),
+            "new_email": "moved@example.com",
+            "current_password": person.password,
+        },
+        timeout=TIMEOUT,
+    )
+    before = "\n".join(value for _, _, value in dump_database(app))  # still queued
+    with app.app_context():
+        run_once()
+        db.session.remove()
+    tokens = _links_mailed(mail_dir, earlier_mail)
+    assert len(tokens) >= 3
+    after = "\n".join(value for _, _, value in dump_database(app))
+    for token in tokens:
+        assert token not in before
+        assert token not in after
+        assert sha256_hex(token) in after

@@ -1,9 +1,13 @@
 """Queueing email: rendered from templates now, sent by the outbox worker.
 
 A message is an outbox row, so it exists exactly when the change it tells
-about was committed, and survives a mail server that is down.
+about was committed, and survives a mail server that is down. Its body is
+sealed under the key-encryption key: bodies carry single-use links, and a
+copy of the database must not hand them out.
 """
 
+import base64
+import json
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -12,6 +16,7 @@ from flask import current_app, render_template
 from app.outbox.services import Delivery, enqueue
 
 KIND = "email"
+_PURPOSE = "outbox-email-body"
 
 
 def queue_email(
@@ -27,29 +32,45 @@ def queue_email(
     text = render_template(f"mail/{template}.txt", **context)
     subject, _, body = text.partition("\n")
     html = render_template(f"mail/{template}.html", subject=subject, **context)
+    sealed = current_app.extensions["latchkey"].encryption.encrypt(
+        json.dumps({"text": body.lstrip("\n"), "html": html}).encode(), _PURPOSE
+    )
     return enqueue(
         KIND,
-        {"to": to, "subject": subject.strip(), "text": body.lstrip("\n"), "html": html},
+        {
+            "to": to,
+            "subject": subject.strip(),
+            "sealed_body": base64.b64encode(sealed).decode(),
+        },
         dedupe_key=dedupe_key,
     )
 
 
-def build_message(payload: dict, sender: str) -> EmailMessage:
+def build_message(payload: dict, body: dict, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = payload["to"]
     message["Subject"] = payload["subject"]
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="latchkey")
-    message.set_content(payload["text"])
-    message.add_alternative(payload["html"], subtype="html")
+    message.set_content(body["text"])
+    message.add_alternative(body["html"], subtype="html")
     return message
+
+
+def open_body(payload: dict) -> dict:
+    """The {"text", "html"} of a queued email; needs the KEK (app context)."""
+    encryption = current_app.extensions["latchkey"].encryption
+    sealed = base64.b64decode(payload["sealed_body"])
+    return json.loads(encryption.decrypt(sealed, _PURPOSE))
 
 
 def deliver_email(delivery: Delivery) -> None:
     """Outbox handler: hand the message to the configured backend."""
     services = current_app.extensions["latchkey"]
-    services.mailer.send(build_message(delivery.payload, services.settings.mail_from))
+    payload = delivery.payload
+    message = build_message(payload, open_body(payload), services.settings.mail_from)
+    services.mailer.send(message)
 
 
 HANDLERS = {KIND: deliver_email}
