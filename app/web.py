@@ -3,7 +3,8 @@
 import logging
 
 from flask import jsonify, make_response, render_template, request
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DataError
+from werkzeug.exceptions import BadRequest, HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,18 @@ def register_error_handlers(app):
         return render_template(
             "errors/generic.html", title=exc.name, message=exc.description
         ), exc.code
+
+    @app.errorhandler(DataError)
+    def unstorable_value(exc: DataError):
+        # A value the database cannot hold (PostgreSQL refuses NUL bytes in
+        # text) came from the request: bad input, answered as such wherever
+        # it arrives, instead of a check per field.
+        from app.extensions import db
+
+        db.session.rollback()
+        route = request.url_rule.rule if request.url_rule else "(no route)"
+        log.warning("unstorable value refused on %s %s", request.method, route)
+        return http_error(BadRequest("A value in the request cannot be stored."))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
