@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test lint test-sqlite test-postgresql setup browser clean
+.PHONY: run test lint test-sqlite test-postgresql setup tools clean
 
 $(BIN)/flask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(BIN)/flask: pyproject.toml
 	touch $(BIN)/flask
 
 setup: $(BIN)/flask
+
+## Chromium, node and npm: installed when missing (as root), else a loud failure.
+tools:
+	bash scripts/test-tools.sh
 
 ## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
 run: setup
@@ -25,10 +29,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-test-sqlite: setup
+test-sqlite: setup tools
 	LATCHKEY_TEST_DB=sqlite $(BIN)/pytest
 
-test-postgresql: setup
+test-postgresql: setup tools
 	LATCHKEY_TEST_DB=postgresql $(BIN)/pytest
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.

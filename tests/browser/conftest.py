@@ -20,7 +20,9 @@ CHROMIUM_ARGS = [
 def browser():
     """A headless Chromium shared by every browser test in the run."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package")
+        # Never a skip: a suite that passes without its browser tests proves
+        # nothing about the pages (make test installs chromium first).
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
