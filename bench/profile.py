@@ -116,11 +116,17 @@ def write_summary(out: Path, raw: Path, header: str) -> None:
         "known frame):",
     ]
     lines += [f"  {share:5.1f}%  {name}" for share, name in profiling.by_package(raw)]
-    lines += ["", "  incl%   self%  frame"]
+    frames = profiling.summarize(raw, top=400)
+    # Frames every sample passes through (gunicorn's worker loop) say nothing.
+    frames = [f for f in frames if f[0] < 99.0]
+    lines += ["", "where the time is spent (self), top 25:", "  self%  incl%  frame"]
     lines += [
-        f"  {incl:5.1f}  {own:6.1f}  {frame}"
-        for incl, own, frame in profiling.summarize(raw, top=45)
+        f"  {own:5.1f}  {incl:5.1f}  {frame}"
+        for incl, own, frame in sorted(frames, key=lambda f: -f[1])[:25]
+        if own >= 0.3
     ]
+    lines += ["", "what it is spent in (inclusive), top 45:", "  incl%   self%  frame"]
+    lines += [f"  {incl:5.1f}  {own:6.1f}  {frame}" for incl, own, frame in frames[:45]]
     out.write_text("\n".join(lines) + "\n")
 
 
