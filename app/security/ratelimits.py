@@ -210,6 +210,26 @@ def typed_email_key(field: str = "email") -> str:
     return hash_token(typed)[:32]
 
 
+# Machine endpoints that no limit decorates. Flask-Limiter would still
+# resolve and evaluate (empty) limit lists for each of their requests;
+# tests/security/test_rate_limits.py checks that none of them is limited.
+UNLIMITED_ENDPOINTS = frozenset(
+    {
+        "oauth.jwks",
+        "oauth.discovery",
+        "oauth.userinfo",
+        "oauth_api.introspect",
+        "oauth_api.revoke",
+        "healthz",
+    }
+)
+
+
+@limiter.request_filter
+def _unlimited_endpoint() -> bool:
+    return request.endpoint in UNLIMITED_ENDPOINTS
+
+
 def init_rate_limits(app) -> None:
     app.after_request(give_back_unfailed_attempts)
     app.after_request(count_unchecked_failures)
