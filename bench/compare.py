@@ -34,7 +34,6 @@ if str(ROOT) not in sys.path:
 from bench.sidebyside import (  # noqa: E402
     PORT,
     SERVERS,
-    TARGET,
     LatchkeyServer,
     harness_copy,
 )
@@ -69,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=4, help="gthread / granian")
     p.add_argument("--peer", choices=sorted(PEER_TARGETS), default="noid")
     p.add_argument("--peer-port", type=int, default=3100)
+    p.add_argument("--port", type=int, default=PORT, help="Latchkey's port")
     p.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379/0",
@@ -101,12 +101,13 @@ class Peer:
         subprocess.run([str(self.perf / "peer-op" / "stop.sh"), str(self.port)])
 
 
-def run_harness(perf: Path, peer_target: Path, conns: int, args, out: Path) -> dict:
+def run_harness(perf: Path, target: Path, peer: Path, conns: int, args, out: Path):
+    """The harness's compare.py, Latchkey as A and the peer as B."""
     command = [
         sys.executable,
         str(perf / "compare.py"),
-        str(TARGET),
-        str(peer_target),
+        str(target),
+        str(peer),
         "-s",
         args.scenarios,
         "-r",
@@ -207,8 +208,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     command = "python bench/compare.py " + shlex.join(argv or sys.argv[1:])
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
-    if not _port_free(PORT):
-        raise SystemExit(f"port {PORT} is taken (another Latchkey bench?)")
+    if not _port_free(args.port):
+        raise SystemExit(f"port {args.port} is taken; pass --port")
     os.environ["LATCHKEY_BENCH_PYTHON"] = sys.executable  # for the mint commands
     results: list[tuple[str, int, dict]] = []
     RESULTS.mkdir(exist_ok=True)
@@ -219,12 +220,19 @@ def main(argv=None) -> int:
         try:
             for db in args.db.split(","):
                 server = LatchkeyServer(
-                    db, args.server, args.workers, args.threads, args.redis or None
+                    db,
+                    args.server,
+                    args.workers,
+                    args.threads,
+                    args.redis or None,
+                    args.port,
                 )
                 try:
                     for conns in [int(c) for c in args.conns.split(",")]:
                         out = Path(tmp) / f"compare-{db}-c{conns}.json"
-                        res = run_harness(perf, peer.target, conns, args, out)
+                        res = run_harness(
+                            perf, server.target, peer.target, conns, args, out
+                        )
                         results.append((db, conns, res))
                         keep = {"meta": res["meta"], "summary": res["summary"]}
                         name = f"sidebyside-{stamp}-{db}-c{conns}.json"

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from bench import profiling  # noqa: E402
 from bench.compare import SCENARIOS  # noqa: E402
-from bench.sidebyside import SERVERS, TARGET, LatchkeyServer, harness_copy  # noqa: E402
+from bench.sidebyside import PORT, SERVERS, LatchkeyServer, harness_copy  # noqa: E402
 
 PROFILES = ROOT / "bench" / "profiles"
 
@@ -45,17 +45,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--port", type=int, default=PORT)
     p.add_argument("--harness", type=Path, default=ROOT.parent / "shared" / "perf")
     return p.parse_args(argv)
 
 
-def record(perf: Path, master_pid: int, scenario: str, args, raw: Path) -> str:
+def record(perf: Path, server, scenario: str, args, raw: Path) -> str:
     spy = subprocess.Popen(
         [
             profiling.py_spy(),
             "record",
             "--pid",
-            str(master_pid),
+            str(server.proc.pid),
             "--subprocesses",
             "--idle",
             "--nonblocking",
@@ -76,7 +77,7 @@ def record(perf: Path, master_pid: int, scenario: str, args, raw: Path) -> str:
         [
             sys.executable,
             str(perf / "bench.py"),
-            str(TARGET),
+            str(server.target),
             "-s",
             scenario,
             "-d",
@@ -139,12 +140,17 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="latchkey-prof-") as tmp:
         perf = harness_copy(args.harness, Path(tmp))
         server = LatchkeyServer(
-            args.db, args.server, args.workers, args.threads, args.redis or None
+            args.db,
+            args.server,
+            args.workers,
+            args.threads,
+            args.redis or None,
+            args.port,
         )
         try:
             for scenario in args.scenarios.split(","):
                 raw = Path(tmp) / f"{scenario}.raw"
-                report = record(perf, server.proc.pid, scenario, args, raw)
+                report = record(perf, server, scenario, args, raw)
                 stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
                 header = (
                     f"# {args.label}: {scenario} on {args.db}, {args.server} "

@@ -37,12 +37,12 @@ REFRESH_SCOPE = "openid offline_access"
 SERVERS = ("sync", "gthread", "granian")
 
 
-def latchkey_env(database_url: str, redis_url: str | None) -> dict:
+def latchkey_env(database_url: str, redis_url: str | None, port: int = PORT) -> dict:
     """Production settings for a loopback bench: fresh secrets, no demo
     data, Redis for the rate limits when given (as in production)."""
     env = {
         "LATCHKEY_ENV": "production",
-        "LATCHKEY_ISSUER": f"http://127.0.0.1:{PORT}",
+        "LATCHKEY_ISSUER": f"http://127.0.0.1:{port}",
         "LATCHKEY_DATABASE_URL": database_url,
         "LATCHKEY_SECRET_KEY": secrets.token_urlsafe(32),
         "LATCHKEY_KEY_ENCRYPTION_KEY": base64.urlsafe_b64encode(
@@ -107,8 +107,21 @@ def seed(env: dict) -> None:
         db.engine.dispose()
 
 
-def server_command(kind: str, workers: int, threads: int) -> list[str]:
-    bind = f"127.0.0.1:{PORT}"
+def target_for(port: int) -> Path:
+    """bench/latchkey.json, or for another port a copy of it under
+    bench/run/ with that port and absolute paths."""
+    if port == PORT:
+        return TARGET
+    text = TARGET.read_text().replace(f"127.0.0.1:{PORT}", f"127.0.0.1:{port}")
+    target = json.loads(text.replace(" mint.py ", f" {BENCH / 'mint.py'} "))
+    target["pid_files"] = [str(PID_FILE)]
+    path = RUN / f"latchkey-{port}.json"
+    path.write_text(json.dumps(target, indent=2))
+    return path
+
+
+def server_command(kind: str, workers: int, threads: int, port: int) -> list[str]:
+    bind = f"127.0.0.1:{port}"
     if kind == "granian":
         return [
             str(Path(sys.executable).with_name("granian")),
@@ -117,7 +130,7 @@ def server_command(kind: str, workers: int, threads: int) -> list[str]:
             "--host",
             "127.0.0.1",
             "--port",
-            str(PORT),
+            str(port),
             "--workers",
             str(workers),
             "--blocking-threads",
@@ -148,18 +161,22 @@ def server_command(kind: str, workers: int, threads: int) -> list[str]:
 class LatchkeyServer:
     """A fresh database and the server on it; ``stop()`` ends both."""
 
-    def __init__(self, db_kind: str, kind="sync", workers=2, threads=1, redis=None):
+    def __init__(
+        self, db_kind: str, kind="sync", workers=2, threads=1, redis=None, port=PORT
+    ):
         if kind not in SERVERS:
             raise ValueError(f"server must be one of {SERVERS}")
         RUN.mkdir(exist_ok=True)
+        self.port = port
+        self.target = target_for(port)
         self.database = Database(db_kind)
         self.proc: subprocess.Popen | None = None
         try:
-            self.env = latchkey_env(self.database.url, redis)
+            self.env = latchkey_env(self.database.url, redis, port)
             ENV_FILE.write_text(json.dumps(self.env))
             ENV_FILE.chmod(0o600)
             seed(self.env)
-            self.command = server_command(kind, workers, threads)
+            self.command = server_command(kind, workers, threads, port)
             self._start()
         except BaseException:
             self.stop()
@@ -175,7 +192,7 @@ class LatchkeyServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        url = f"http://127.0.0.1:{PORT}/healthz"
+        url = f"http://127.0.0.1:{self.port}/healthz"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
