@@ -21,7 +21,7 @@ from flask import (
 from app.accounts.signin import gate_for_clients
 from app.events.services import EventTag
 from app.events.web import record_request_event
-from app.extensions import csrf, db
+from app.extensions import csrf, db, without_transaction
 from app.models.base import utcnow
 from app.oauth.consent import consent_needed, remember_consent
 from app.oauth.forms import ConsentForm
@@ -171,6 +171,10 @@ def authorize():
 @csrf.exempt
 @token_client_limit
 def token():
+    if request.form.get("grant_type") == "client_credentials":
+        # Nothing is written for this grant (access tokens are not stored):
+        # the client lookup is its only statement.
+        without_transaction()
     return _server().create_token_response()
 
 
