@@ -107,11 +107,15 @@ def _enable_sqlite_foreign_keys(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
 
+    synchronous = app.config["LATCHKEY"].sqlite_synchronous.upper()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL or NORMAL only, checked in load_settings (not user input).
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
 

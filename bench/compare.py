@@ -75,6 +75,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="rate-limit store, as in production; '' for in-process memory",
     )
     p.add_argument("--harness", type=Path, default=ROOT.parent / "shared" / "perf")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="LATCHKEY_X=VALUE",
+        help="an extra setting for Latchkey (repeatable)",
+    )
     p.add_argument("--record", action="store_true", help="append to README.md")
     p.add_argument("--note", default="", help="one line recorded with --record")
     return p.parse_args(argv)
@@ -183,6 +190,7 @@ def record(text: str, command: str, started: str, args) -> None:
         + f"; rate limits in {'Redis' if args.redis else 'memory'}; "
         f"peer: {PEER_TARGETS[args.peer]}; commit {_commit()}; "
         f"load average at start {os.getloadavg()[0]:.1f}."
+        + (f" Settings: {', '.join(args.env)}." if args.env else "")
         + (f" {args.note}" if args.note else ""),
         "",
         text,
@@ -226,6 +234,7 @@ def main(argv=None) -> int:
                     args.threads,
                     args.redis or None,
                     args.port,
+                    dict(item.split("=", 1) for item in args.env),
                 )
                 try:
                     for conns in [int(c) for c in args.conns.split(",")]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def record(perf: Path, server, scenario: str, args, raw: Path) -> str:
+    """Drive ``scenario`` with the harness while py-spy samples the server;
+    py-spy runs until the harness is done (token pools are minted first,
+    so a fixed duration would miss the load)."""
     spy = subprocess.Popen(
         [
             profiling.py_spy(),
@@ -62,8 +66,6 @@ def record(perf: Path, server, scenario: str, args, raw: Path) -> str:
             "--nonblocking",
             "--rate",
             "250",
-            "--duration",
-            str(args.seconds + 6),
             "--format",
             "raw",
             "--output",
@@ -73,26 +75,31 @@ def record(perf: Path, server, scenario: str, args, raw: Path) -> str:
         stderr=subprocess.DEVNULL,
     )
     time.sleep(1)  # py-spy attaches
-    bench = subprocess.run(
-        [
-            sys.executable,
-            str(perf / "bench.py"),
-            str(server.target),
-            "-s",
-            scenario,
-            "-d",
-            str(args.seconds),
-            "-c",
-            str(args.conns),
-            "-t",
-            str(min(2, args.conns)),
-        ],
-        cwd=perf,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    spy.wait()
+    try:
+        bench = subprocess.run(
+            [
+                sys.executable,
+                str(perf / "bench.py"),
+                str(server.target),
+                "-s",
+                scenario,
+                "-d",
+                str(args.seconds),
+                "-c",
+                str(args.conns),
+                "-t",
+                str(min(2, args.conns)),
+                "--expected-rps",  # small pools: minting is not what is profiled
+                "300",
+            ],
+            cwd=perf,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(60)
     return bench.stdout
 
 

@@ -162,7 +162,14 @@ class LatchkeyServer:
     """A fresh database and the server on it; ``stop()`` ends both."""
 
     def __init__(
-        self, db_kind: str, kind="sync", workers=2, threads=1, redis=None, port=PORT
+        self,
+        db_kind: str,
+        kind="sync",
+        workers=2,
+        threads=1,
+        redis=None,
+        port=PORT,
+        extra_env: dict | None = None,
     ):
         if kind not in SERVERS:
             raise ValueError(f"server must be one of {SERVERS}")
@@ -173,6 +180,7 @@ class LatchkeyServer:
         self.proc: subprocess.Popen | None = None
         try:
             self.env = latchkey_env(self.database.url, redis, port)
+            self.env.update(extra_env or {})
             ENV_FILE.write_text(json.dumps(self.env))
             ENV_FILE.chmod(0o600)
             seed(self.env)
