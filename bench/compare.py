@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +215,9 @@ def _commit() -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a background shell job ignores) end the
+    # run through the finally blocks: servers stopped, database dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     command = "python bench/compare.py " + shlex.join(argv or sys.argv[1:])
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
     if not _port_free(args.port):

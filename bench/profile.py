@@ -140,6 +140,9 @@ def write_summary(out: Path, raw: Path, header: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a background shell job ignores) end the
+    # run through the finally blocks: servers stopped, database dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     PROFILES.mkdir(exist_ok=True)
     import os
 
