@@ -12,6 +12,7 @@ from app.clients.services import (
 )
 from app.extensions import db
 from app.models import Client
+from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 
 clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
 
@@ -35,7 +36,13 @@ clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
 @click.option("--pkce-exempt", is_flag=True, help="Confidential client may skip PKCE.")
 @click.option("--may-introspect", is_flag=True, help="A resource server.")
-@click.option("--id-token-alg", default="ES256", type=click.Choice(["ES256", "RS256"]))
+@click.option(
+    "--id-token-alg",
+    default=DEFAULT_ALG,
+    show_default=True,
+    type=click.Choice(SUPPORTED_ALGS),
+    help="id_token_signed_response_alg (OIDC Dynamic Client Registration §2).",
+)
 @click.option("--backchannel-logout-uri", default=None)
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
 @click.option("--client-id", default=None, help="Choose the id (default: random).")

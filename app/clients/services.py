@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Client
+from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 from app.oauth.server import SCOPES_SUPPORTED
 from app.security.tokens import hash_token, new_token
 
@@ -54,7 +55,7 @@ def create_client(
     first_party=False,
     pkce_exempt=False,
     may_introspect=False,
-    id_token_alg="ES256",
+    id_token_alg=DEFAULT_ALG,
     backchannel_logout_uri=None,
     post_logout_redirect_uris=(),
     client_id=None,
@@ -74,8 +75,10 @@ def create_client(
     for s in scopes:
         if s not in SCOPES_SUPPORTED:
             raise InvalidClientMetadata(f"unknown scope: {s}")
-    if id_token_alg not in ("ES256", "RS256"):
-        raise InvalidClientMetadata("id token algorithm must be ES256 or RS256")
+    if id_token_alg not in SUPPORTED_ALGS:
+        raise InvalidClientMetadata(
+            f"id token algorithm must be one of {', '.join(SUPPORTED_ALGS)}"
+        )
     redirect_uris = list(redirect_uris)
     if "authorization_code" in grant_types and not redirect_uris:
         raise InvalidClientMetadata("authorization_code needs a redirect URI")
