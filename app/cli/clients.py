@@ -9,6 +9,7 @@ from app.clients.services import (
     create_client,
     delete_client,
     list_clients,
+    set_id_token_alg,
 )
 from app.extensions import db
 from app.models import Client
@@ -105,6 +106,20 @@ def show(client_id, as_json):
     client = db.session.get(Client, client_id)
     if client is None:
         raise click.ClickException(f"no client with id {client_id}")
+    emit(client_as_dict(client), as_json)
+
+
+@clients_cli.command("set-id-token-alg")
+@click.argument("client_id")
+@click.argument("alg", type=click.Choice(SUPPORTED_ALGS))
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def set_id_token_alg_(client_id, alg, as_json):
+    """Change the algorithm a client's ID and logout tokens are signed with."""
+    try:
+        client = set_id_token_alg(client_id, alg)
+    except InvalidClientMetadata as exc:
+        raise click.ClickException(str(exc)) from exc
     emit(client_as_dict(client), as_json)
 
 
