@@ -171,12 +171,14 @@ def test_metadata_validates_with_authlibs_models(metadata):
 def test_unsupported_features_are_said_outright(metadata):
     # OIDC Discovery §3: request_uri_parameter_supported defaults to true
     # when omitted; the others default to false, said here all the same.
+    as_read = OpenIDProviderMetadata(metadata)  # with the spec's defaults
     for field in (
         "request_parameter_supported",
         "request_uri_parameter_supported",
         "claims_parameter_supported",
     ):
         assert metadata[field] is False, field
+        assert getattr(as_read, field) is False, field
     # No JWT client authentication, so no signing algorithms for it
     # (RFC 8414 §2: present only with private_key_jwt / client_secret_jwt).
     assert not any(k.endswith("auth_signing_alg_values_supported") for k in metadata)
