@@ -47,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--port", type=int, default=PORT)
+    p.add_argument("--env", action="append", default=[], metavar="LATCHKEY_X=VALUE")
     p.add_argument("--harness", type=Path, default=ROOT.parent / "shared" / "perf")
     return p.parse_args(argv)
 
@@ -156,6 +157,7 @@ def main(argv=None) -> int:
             args.threads,
             args.redis or None,
             args.port,
+            dict(item.split("=", 1) for item in args.env),
         )
         try:
             for scenario in args.scenarios.split(","):
@@ -165,7 +167,8 @@ def main(argv=None) -> int:
                 header = (
                     f"# {args.label}: {scenario} on {args.db}, {args.server} "
                     f"x{args.workers}, wrk -c{args.conns} -d{args.seconds}s, "
-                    f"py-spy --idle 250 Hz, {stamp}\n# harness bench.py:\n"
+                    + (f"{' '.join(args.env)}, " if args.env else "")
+                    + f"py-spy --idle 250 Hz, {stamp}\n# harness bench.py:\n"
                     + "\n".join("#   " + line for line in report.splitlines())
                 )
                 out = PROFILES / f"{args.label}-{args.db}-{scenario}.txt"
