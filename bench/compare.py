@@ -210,6 +210,8 @@ def _commit() -> str:
         cwd=ROOT,
         capture_output=True,
     )
+    if head.returncode != 0:
+        return "(not a git checkout; see the note)"
     return head.stdout.decode().strip() + ("+changes" if dirty.stdout else "")
 
 
