@@ -120,7 +120,12 @@ def _unchecked(name: str, key_func: Callable[[], str]) -> bool:
 
 
 def _prefix() -> str:
-    return current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+    # The prefix Flask-Limiter itself puts before every key (it keeps the
+    # first app's; the config's is the same in a one-app process).
+    prefix = getattr(limiter, "_key_prefix", None)
+    if prefix is None:
+        prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+    return prefix
 
 
 def _remember_failing(name: str, key: str, items) -> None:
