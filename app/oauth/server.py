@@ -24,6 +24,7 @@ from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.models import Account, AccountStatus, AuthorizationCode, Client
 from app.models.base import utcnow
+from app.oauth.client_auth import only_presented
 from app.oauth.device_flow import (
     LatchkeyDeviceAuthorizationEndpoint,
     PollingDeviceCodeGrant,
@@ -76,7 +77,12 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         Basic credentials (RFC 7617 §2; a ValueError in Authlib's parser)
         all get 401 invalid_client with WWW-Authenticate, so the answer
         neither tells which client ids exist nor becomes a 500.
+
+        RFC 6749 §2.3: only the one method the request carries is tried, so
+        a wrong credential never falls through to another; two methods at
+        once are 400 invalid_request (see client_auth.presented_method).
         """
+        methods = only_presented(request, methods)
         try:
             return super().authenticate_client(request, methods, endpoint)
         except (InvalidClientError, ValueError) as exc:
