@@ -63,7 +63,10 @@ def test_unknown_client_gets_an_error_page(
         "http://127.0.0.1:8765/callback/../evil",
         "http://127.0.0.1:8765/callback?x=1",
         "http://127.0.0.1:8765/callbackx",
-        "http://127.0.0.1:8766/callback",
+        # Another port is fine on a loopback IP literal (RFC 8252 §7.3; see
+        # test_redirect_uris.py), but not on another host or scheme.
+        "http://localhost:8765/callback",
+        "https://127.0.0.1:8765/callback",
         "HTTP://127.0.0.1:8765/callback",
     ],
 )
