@@ -14,6 +14,7 @@ from tests.flows.helpers import (
     assert_error_page,
     assert_error_redirect,
     csrf_token,
+    form_action,
     form_inputs,
     is_consent_page,
     is_login_page,
@@ -222,7 +223,9 @@ def test_consent_post_without_csrf_token_changes_nothing(
     data = {"approve": "Allow"}
     if token is not None:
         data["csrf_token"] = token
-    response = browser.post(page.url, data=data, allow_redirects=False, timeout=TIMEOUT)
+    response = browser.post(
+        form_action(page), data=data, allow_redirects=False, timeout=TIMEOUT
+    )
     assert response.status_code == 400
     assert "Location" not in response.headers
     assert "Traceback" not in response.text
