@@ -22,9 +22,12 @@ def _int(env, name, default):
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 0:  # every setting is a count, a size or a number of seconds
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
 
 
 def _bool(env, name, default):

@@ -172,7 +172,7 @@ def test_development_keeps_secrets_it_is_given(tmp_path):
         "LATCHKEY_MAX_BODY_BYTES",
     ],
 )
-@pytest.mark.parametrize("raw", ["ten", "1.5", "60s"])
+@pytest.mark.parametrize("raw", ["ten", "1.5", "60s", "-1"])
 def test_bad_integer_names_the_variable(tmp_path, name, raw):
     message = _refused({name: raw}, tmp_path)
     assert name in message
