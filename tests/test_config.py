@@ -192,6 +192,22 @@ def test_access_token_lifetime_of_ten_minutes_is_accepted(tmp_path):
     assert s.access_token_lifetime == 600
 
 
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "not a uri",
+        "127.0.0.1:5000",
+        "http://",
+        "https://idp.example?x=1",
+        "https://idp.example#f",
+    ],
+)
+def test_issuer_must_be_an_issuer_url(tmp_path, issuer):
+    # RFC 8414 §2: absolute, with a host, no query or fragment.
+    message = _refused({"LATCHKEY_ISSUER": issuer}, tmp_path)
+    assert "LATCHKEY_ISSUER" in message
+
+
 def test_development_default_database_can_be_created(tmp_path):
     """Secrets from the environment, database left to default: SQLite must
     still find a directory to create its file in."""
