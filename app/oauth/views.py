@@ -40,6 +40,7 @@ bp = Blueprint("oauth", __name__)
 # the request whose consent page was shown.
 LOGIN_ASKED = "authz_login_asked"
 CONSENT_ASKED = "authz_consent_asked"
+CONSENT_PAGES_KEPT = 5
 
 
 def _server():
@@ -174,8 +175,10 @@ def authorize():
             return _error_redirect(
                 ConsentRequiredError(redirect_uri=redirect_uri), state
             )
-        # The answer is accepted for this request only (see consent()).
-        session[CONSENT_ASKED] = _digest(params)
+        # The answer is accepted for this request only (see consent()); a
+        # few are kept so that pages open in several tabs can all answer.
+        asked = [d for d in session.get(CONSENT_ASKED, []) if d != _digest(params)]
+        session[CONSENT_ASKED] = [*asked, _digest(params)][-CONSENT_PAGES_KEPT:]
         return render_template(
             "oauth/consent.html",
             form=ConsentForm(formdata=None),
@@ -196,8 +199,10 @@ def consent():
     form = ConsentForm()
     if not form.validate_on_submit():
         return form_expired()
-    if session.pop(CONSENT_ASKED, None) != _digest(params):
+    asked = session.get(CONSENT_ASKED, [])
+    if _digest(params) not in asked:
         return form_expired()
+    session[CONSENT_ASKED] = [d for d in asked if d != _digest(params)]
     current = load_current_session()
     if current is None:
         return _login_redirect(params)

@@ -138,6 +138,23 @@ def test_consent_answers_only_the_request_it_was_shown_for(
     assert replay.status_code == 400
 
 
+def test_consent_pages_open_in_two_tabs_both_answer(base_url, rp, person, browser):
+    first, second = AuthRequest.make(rp), AuthRequest.make(rp)
+    walk = walk_authorize(browser, base_url, first.params(), person, approve=None)
+    page_one = walk.shown["consent"]
+    page_two = walk_authorize(browser, base_url, second.params(), approve=None).shown[
+        "consent"
+    ]
+    for auth, page in ((first, page_one), (second, page_two)):
+        answer = browser.post(
+            form_action(page),
+            data={"csrf_token": csrf_token(page.text), "approve": "Allow"},
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+        assert Walk(answer).query["state"] == auth.state
+
+
 @pytest.mark.parametrize(
     ("path", "data"),
     [
