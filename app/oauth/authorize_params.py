@@ -15,9 +15,9 @@ from authlib.oidc.core.errors import (
     RequestURINotSupportedError,
 )
 
-# What discovery advertises and /authorize accepts (OIDC Discovery §3).
-RESPONSE_MODES_SUPPORTED = ["query"]
-PROMPT_VALUES_SUPPORTED = ["none", "login", "consent"]
+# OIDC Core §3.1.2.1: the prompt values authorize() acts on; discovery's
+# prompt_values_supported is this list (Initiating User Registration §4.2).
+PROMPT_VALUES = ("none", "login", "consent")
 # OIDC Core §6 and §7.2.1: parameters we do not support, each with its own
 # error code (§3.1.2.6), so a request object is never silently dropped
 # along with the state and nonce it carries.
@@ -43,10 +43,13 @@ class Freshness:
         return "login" in self.prompts or self.max_age == 0
 
 
-def check_authorization_params(params, redirect_uri: str) -> Freshness:
+def check_authorization_params(
+    params, redirect_uri: str, response_modes: tuple[str, ...]
+) -> Freshness:
     """Refuse what we do not support; parse prompt and max_age.
 
-    ``params`` is the request's parameters (query or form). Raises an
+    ``params`` is the request's parameters (query or form);
+    ``response_modes`` the grant's (discovery advertises the same). Raises an
     OAuth2Error carrying ``redirect_uri``. The ``claims`` parameter is
     accepted and ignored: OIDC Core §5.5.1 forbids an error for requested
     claims that are not returned, so refusing it would be stricter than
@@ -56,17 +59,17 @@ def check_authorization_params(params, redirect_uri: str) -> Freshness:
         if params.get(name):  # RFC 6749 §3.1: an empty value is no value
             raise error(redirect_uri=redirect_uri)
     mode = params.get("response_mode")
-    if mode and mode not in RESPONSE_MODES_SUPPORTED:
+    if mode and mode not in response_modes:
         # RFC 6749 §4.1.2.1: invalid_request covers an unsupported value.
         raise InvalidRequestError(
-            "response_mode is not supported; use query.", redirect_uri=redirect_uri
+            "response_mode is not supported.", redirect_uri=redirect_uri
         )
     return Freshness(_prompts(params, redirect_uri), _max_age(params, redirect_uri))
 
 
 def _prompts(params, redirect_uri: str) -> frozenset[str]:
     prompts = frozenset((params.get("prompt") or "").split())
-    if not prompts <= set(PROMPT_VALUES_SUPPORTED):
+    if not prompts <= set(PROMPT_VALUES):
         raise InvalidRequestError(
             "prompt has a value that is not supported.", redirect_uri=redirect_uri
         )

@@ -29,6 +29,7 @@ from app.models.base import utcnow
 from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
 from app.oauth.forms import ConsentForm
+from app.oauth.metadata import advertised_as, not_advertised
 from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
 from app.oauth.userinfo import userinfo_response
@@ -137,11 +138,14 @@ def _validated_request(end_user):
     """(grant, freshness) for this authorization request; raises
     OAuth2Error."""
     grant = _server().get_consent_grant(end_user=end_user)
-    freshness = check_authorization_params(_authorization_params(), grant.redirect_uri)
+    freshness = check_authorization_params(
+        _authorization_params(), grant.redirect_uri, grant.RESPONSE_MODES
+    )
     return grant, freshness
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
+@advertised_as("authorization_endpoint")
 @csrf.exempt  # a relying party's form POST (OIDC Core §3.1.2.1), not ours
 def authorize():
     """The authorization request, by GET or form POST (OIDC Core §3.1.2.1).
@@ -191,6 +195,7 @@ def authorize():
 
 
 @bp.route("/authorize/consent", methods=["POST"])
+@not_advertised("the person's answer on our consent page, not a client's endpoint")
 def consent():
     """The person's Allow or Deny, for the request in the query string: the
     one whose consent page this browser was shown (CSRF-protected, and
@@ -230,6 +235,7 @@ def consent():
 
 
 @bp.route("/token", methods=["POST"])
+@advertised_as("token_endpoint")  # auth methods: from the grants
 @csrf.exempt
 @token_client_limit
 def token():
@@ -237,6 +243,7 @@ def token():
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
+@advertised_as("userinfo_endpoint")
 @csrf.exempt
 def userinfo():
     return userinfo_response(request)
@@ -251,10 +258,12 @@ def _json(body: str, max_age=300) -> Response:
 
 @bp.route("/.well-known/openid-configuration")
 @bp.route("/.well-known/oauth-authorization-server")
+@not_advertised("the metadata document itself (RFC 8414 §3, OIDC Discovery §4)")
 def discovery():
     return _json(current_app.extensions["latchkey"].discovery_json)
 
 
 @bp.route("/jwks.json")
+@advertised_as("jwks_uri")
 def jwks():
     return _json(current_app.extensions["latchkey"].keys.jwks_json(), max_age=60)
