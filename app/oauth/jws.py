@@ -49,21 +49,6 @@ def encode_part(value: dict) -> bytes:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
-def header(token: str) -> dict:
-    """The protected header of a compact JWS (three base64url segments);
-    raises BadSignature when it is not one. Nothing is verified yet."""
-    segments = token.split(".")
-    if len(segments) != 3:
-        raise BadSignature("not a compact JWS")
-    try:
-        value = json.loads(b64url_decode(segments[0].encode("ascii")))
-    except ValueError as exc:  # UnicodeError and JSONDecodeError included
-        raise BadSignature("header is not JSON") from exc
-    if not isinstance(value, dict):
-        raise BadSignature("header is not a JSON object")
-    return value
-
-
 def sign(signing_input: bytes, alg: str, private_key) -> bytes:
     """The JWS Signature of ``signing_input`` (RFC 7518 §3.3 RS256, §3.4
     ES256: the raw R || S, not DER)."""
