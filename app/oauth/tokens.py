@@ -46,6 +46,28 @@ def half_hash(value: str, alg: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
+# OIDC Core §5.4: the claims each scope releases (discovery's claims_supported
+# is read from here and ID_TOKEN_CLAIMS).
+SCOPE_CLAIMS = {"profile": ("name",), "email": ("email", "email_verified")}
+# OIDC Core §2 and §3.1.3.6, Back-Channel Logout §2.1 (sid): what id_token() sets.
+ID_TOKEN_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "amr",
+    "acr",
+    "sid",
+    "at_hash",
+)
+# OIDC Core §8: sub is the account id, the same for every client.
+SUBJECT_TYPES = ("public",)
+
+
 def user_claims(account: Account, scope: str) -> dict:
     """Claims about the person released for ``scope`` (OIDC Core §5.4)."""
     scopes = set(scope_to_list(scope) or [])
