@@ -58,7 +58,8 @@ class NodeRP:
         return response.json()
 
     def activity(self) -> dict:
-        """Every request the library made, and what reached /signed-out."""
+        """Every request the library made (fetched), the URLs it built for the
+        browser (built), and what reached the post-logout redirect URI."""
         return requests.get(self.url + "/log", timeout=TIMEOUT).json()
 
     def stop(self):

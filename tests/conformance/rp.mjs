@@ -22,6 +22,7 @@ const configs = new Map(); // client_id -> openid-client Configuration
 const transactions = new Map(); // state -> one authorization request
 const deviceAuthorizations = new Map(); // device_code -> RFC 8628 §3.2 answer
 const fetched = []; // every request the library made: {method, url}
+const built = []; // URLs built for the browser to open: {endpoint, url}
 const signedOut = []; // queries that reached the post-logout redirect URI
 
 // Records each request openid-client makes, so the suite can show that
@@ -45,10 +46,10 @@ function clientAuthentication(method, secret) {
   }
 }
 
-// POST /clients {client_id, client_secret?, auth_method, metadata?}: discovery for this
-// client; answers the metadata the library discovered.
-// `metadata` is the client's registered metadata the RP must hold the server
-// to, e.g. id_token_signed_response_alg (OIDC Registration §2).
+// POST /clients {client_id, client_secret?, auth_method, metadata?}: discovery
+// for this client; answers the metadata the library discovered. `metadata`
+// is client metadata the library holds the server to, e.g.
+// id_token_signed_response_alg (OIDC Registration §2).
 async function registerClient(body) {
   const config = await oidc.discovery(
     issuer,
@@ -102,7 +103,7 @@ async function startAuthorization(body) {
   const codeVerifier = oidc.randomPKCECodeVerifier();
   const state = oidc.randomState();
   const nonce = oidc.randomNonce();
-  const { client_id: _, redirect_uri, scope, ...extra } = body;
+  const { client_id: _, redirect_uri, scope, exchange_verifier, ...extra } = body;
   const url = oidc.buildAuthorizationUrl(config, {
     redirect_uri,
     scope,
@@ -112,9 +113,12 @@ async function startAuthorization(body) {
     code_challenge_method: 'S256',
     ...extra,
   });
+  built.push({ endpoint: 'authorization_endpoint', url: url.href });
   transactions.set(state, {
     clientId: body.client_id,
-    codeVerifier,
+    // exchange_verifier: send this verifier at the token endpoint instead of
+    // the one the challenge was made from (to see RFC 7636 §4.6 enforced).
+    codeVerifier: exchange_verifier ?? codeVerifier,
     nonce,
     openid: scope.split(' ').includes('openid'),
     result: null,
@@ -198,7 +202,9 @@ async function userinfo(body) {
 
 async function endSession(body) {
   const { client_id, ...params } = body;
-  return { url: oidc.buildEndSessionUrl(configFor(client_id), params).href };
+  const url = oidc.buildEndSessionUrl(configFor(client_id), params);
+  built.push({ endpoint: 'end_session_endpoint', url: url.href });
+  return { url: url.href };
 }
 
 function describe(error) {
@@ -263,7 +269,7 @@ const server = http.createServer(async (request, response) => {
       return send(response, transaction?.result ? 200 : 404, transaction?.result ?? {});
     }
     if (request.method === 'GET' && url.pathname === '/log') {
-      return send(response, 200, { fetched, signed_out: signedOut });
+      return send(response, 200, { fetched, built, signed_out: signedOut });
     }
     const handler = request.method === 'POST' && routes[url.pathname];
     if (!handler) return send(response, 404, { error: { message: 'no such route' } });

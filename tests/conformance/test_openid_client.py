@@ -59,7 +59,8 @@ def _assert_id_token(result: dict, issuer: str, client, account, nonce=None):
     if nonce is not None:
         assert claims["nonce"] == nonce
     now = time.time()
-    assert claims["iat"] <= now + 5 < claims["exp"] + 5
+    assert claims["iat"] <= now + 5
+    assert claims["exp"] > now
     # §3.1.3.7 step 6: signed with a key from jwks_uri, which the library
     # fetched to check it.
     assert header["kid"] in result["jwks_kids"]
@@ -106,10 +107,14 @@ def test_discovery_names_every_endpoint(issuer, web_app):
         assert meta[f"{endpoint}_endpoint_auth_methods_supported"], endpoint
 
 
-def test_code_flow_confidential_client(page, node_rp, issuer, web_app, person):
+def test_code_flow_confidential_client(
+    page, node_rp, issuer, web_app, resource_server, person
+):
     """Authorization code + PKCE (RFC 6749 §4.1, RFC 7636) for a client that
     authenticates with client_secret_basic; OIDC Core §3.1."""
     start, result = _signed_in(page, node_rp, web_app, person)
+    endpoint = web_app.server_metadata["authorization_endpoint"]
+    assert start["url"].startswith(endpoint + "?")
     tokens = result["tokens"]
     assert tokens["token_type"].lower() == "bearer"  # RFC 6749 §5.1
     assert tokens["expires_in"] > 0
@@ -128,12 +133,30 @@ def test_code_flow_confidential_client(page, node_rp, issuer, web_app, person):
     page.wait_for_selector(the_person.BACK_AT_RP)
     replay = node_rp.result(start["state"])
     assert replay["error"]["error"] == "invalid_grant", replay
+    # ... and SHOULD revoke what the code gave: the access token is dead.
+    described = node_rp.call(
+        "/introspect",
+        client_id=resource_server.client_id,
+        token=tokens["access_token"],
+    )
+    assert described == {"active": False}
 
 
 def test_code_flow_public_client(page, node_rp, issuer, native_app, person):
     """A public client (OIDC Core §9 "none"): the PKCE verifier is what binds
     the code to it (RFC 7636 §4.5); refresh works without a secret and
     rotates (RFC 9700 §4.14.2)."""
+    # RFC 7636 §4.6: a verifier that does not match the challenge is refused.
+    walked = the_person.authorize(
+        page,
+        node_rp,
+        native_app,
+        person,
+        SCOPE,
+        exchange_verifier="x" * 43,  # well-formed (§4.1) but not the one
+    )
+    assert walked["result"]["error"]["error"] == "invalid_grant", walked
+
     start, result = _signed_in(page, node_rp, native_app, person)
     _assert_id_token(result, issuer, native_app, person, start["nonce"])
     first = result["tokens"]
@@ -390,6 +413,10 @@ def test_every_advertised_endpoint_was_used(request, node_rp, web_app):
     if not set(EXERCISED_BY.values()) <= ran:
         pytest.fail("run the whole module: this test checks what the others did")
     meta = web_app.server_metadata
-    fetched = {entry["url"].split("?")[0] for entry in node_rp.activity()["fetched"]}
+    activity = node_rp.activity()
+    fetched = {entry["url"].split("?")[0] for entry in activity["fetched"]}
     for name in set(EXERCISED_BY) - BROWSER_ENDPOINTS:
         assert meta[name] in fetched, name
+    opened = {entry["endpoint"]: entry["url"] for entry in activity["built"]}
+    for name in BROWSER_ENDPOINTS:
+        assert opened[name].startswith(meta[name] + "?"), name
