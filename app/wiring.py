@@ -36,7 +36,11 @@ class Services:
         encryption = KeyEncryption(s.kek_bytes())
         keys = KeyRing(encryption, s.signing_key_overlap)
         issuer = TokenIssuer(
-            keys, s.issuer, s.access_token_lifetime, s.id_token_lifetime
+            keys,
+            s.issuer,
+            s.access_token_lifetime,
+            s.id_token_lifetime,
+            s.access_token_alg,
         )
         rotation = RefreshRotation(
             s.refresh_grace_seconds,
