@@ -6,6 +6,7 @@ from tests.conformance.relying_party import NodeRP
 
 SIGN_IN = "#password"
 CONSENT = "#approve"
+DENY = "#deny"
 BACK_AT_RP = "#rp"
 
 
@@ -16,9 +17,12 @@ def sign_in(page, account) -> None:
     page.click("button[type=submit]")
 
 
-def authorize(page, node_rp: NodeRP, client, account, scope: str, **extra) -> dict:
-    """Open the authorization URL the RP built, sign in and allow as needed,
-    until the browser is back at the RP's redirect URI.
+def authorize(
+    page, node_rp: NodeRP, client, account, scope: str, approve=True, **extra
+) -> dict:
+    """Open the authorization URL the RP built, sign in and allow (or deny,
+    with ``approve=False``) as asked, until the browser is back at the RP's
+    redirect URI.
 
     Returns {"start": what the RP sent (url, state, nonce), "result": what
     the RP made of the answer (tokens and verified ID token claims, or
@@ -36,7 +40,7 @@ def authorize(page, node_rp: NodeRP, client, account, scope: str, **extra) -> di
         sign_in(page, account)
         page.wait_for_selector(f"{CONSENT}, {BACK_AT_RP}")
     if page.locator(CONSENT).count():
-        page.click(CONSENT)
+        page.click(CONSENT if approve else DENY)
     page.wait_for_selector(BACK_AT_RP)
     assert page.url.startswith(node_rp.redirect_uri + "?")
     return {"start": start, "result": node_rp.result(start["state"])}

@@ -374,6 +374,39 @@ def test_device_flow(page, node_rp, issuer, register, person):
     assert replay["error"] == "invalid_grant"
 
 
+def test_device_flow_denied(page, node_rp, register, person):
+    """RFC 8628 §3.5: when the person says no, the device is told
+    access_denied."""
+    tv = register(
+        auth_method="none",
+        redirect_uri=None,
+        grant_types=[DEVICE_GRANT],
+        name="Conformance TV",
+    )
+    started = node_rp.call("/device", client_id=tv.client_id, scope="openid")
+    page.goto(started["verification_uri"])
+    page.wait_for_selector(the_person.SIGN_IN)
+    the_person.sign_in(page, person)
+    page.fill("#user_code", started["user_code"])
+    page.click("#continue")
+    page.click(the_person.DENY)
+    page.wait_for_selector("#result")
+    denied = node_rp.refused(
+        "/device/token_once", client_id=tv.client_id, device_code=started["device_code"]
+    )
+    assert denied["error"] == "access_denied"
+
+
+def test_consent_denied(page, node_rp, web_app, person):
+    """RFC 6749 §4.1.2.1: a refusal comes back to the redirect URI as
+    access_denied, with the request's state and (RFC 9207) iss, which the
+    library checks before it reports the error."""
+    walked = the_person.authorize(page, node_rp, web_app, person, SCOPE, approve=False)
+    error = walked["result"]["error"]
+    assert error["name"] == "AuthorizationResponseError", error
+    assert error["error"] == "access_denied"
+
+
 def test_rp_initiated_logout(page, node_rp, issuer, web_app, person):
     """OIDC RP-Initiated Logout 1.0 §2-3: with an id_token_hint for this
     session the OP signs the person out and returns to the registered
