@@ -75,10 +75,8 @@ function configFor(clientId) {
   return config;
 }
 
-function decodeJose(jwt) {
-  const [header, payload] = jwt.split('.').slice(0, 2).map((part) =>
-    JSON.parse(Buffer.from(part, 'base64url').toString()));
-  return { header, payload };
+function joseHeader(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString());
 }
 
 // A token endpoint answer as JSON: the tokens, the ID token claims the
@@ -89,7 +87,7 @@ function tokenResult(config, tokens) {
   const claims = tokens.claims();
   if (claims) {
     result.id_token_claims = claims;
-    result.id_token_header = decodeJose(tokens.id_token).header;
+    result.id_token_header = joseHeader(tokens.id_token);
   }
   const jwks = oidc.getJwksCache(config);
   result.jwks_kids = jwks ? jwks.jwks.keys.map((key) => key.kid) : [];
