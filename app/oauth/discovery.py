@@ -21,7 +21,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from flask import Flask
 
-from app.oauth.keys import SUPPORTED_ALGS
+from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.oauth.metadata import Advertised, mark_of
 from app.oauth.tokens import ID_TOKEN_CLAIMS, SCOPE_CLAIMS, SUBJECT_TYPES
 from app.oauth.views import PROMPT_VALUES
@@ -179,7 +179,9 @@ def openid_fields(server) -> dict:
         # OIDC Core §15.1 makes RS256 mandatory; a client picks one of these
         # per registration (id_token_signed_response_alg), the key ring holds
         # a current key for each.
-        "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
+        "id_token_signing_alg_values_supported": sorted(
+            SUPPORTED_ALGS, key=lambda alg: alg != DEFAULT_ALG
+        ),
         "claims_supported": _unique(
             [*ID_TOKEN_CLAIMS, *(c for cs in SCOPE_CLAIMS.values() for c in cs)]
         ),

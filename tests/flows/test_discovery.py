@@ -23,7 +23,7 @@ from flask import Flask
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from app.extensions import csrf
-from app.oauth.discovery import MetadataError, build_metadata
+from app.oauth.discovery import MetadataError, build_metadata, validate_metadata
 from app.oauth.metadata import Advertised, NotAdvertised, advertised_as, mark_of
 from tests.flows.device_helpers import DEVICE_GRANT
 from tests.flows.helpers import TIMEOUT, walk_authorize
@@ -168,15 +168,45 @@ def test_metadata_validates_with_authlibs_models(metadata):
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        # OIDC Discovery §3: RS256 MUST be among the ID-token algorithms.
+        ("id_token_signing_alg_values_supported", ["ES256"], "RS256"),
+        # RFC 8414 §2: JWT client authentication needs its signing algorithms.
+        ("token_endpoint_auth_methods_supported", ["private_key_jwt"], "required"),
+        ("response_types_supported", None, "required"),
+    ],
+)
+def test_start_up_refuses_metadata_authlib_rejects(metadata, field, value, why):
+    broken = {k: v for k, v in metadata.items() if k != field}
+    if value is not None:
+        broken[field] = value
+    with pytest.raises(MetadataError, match=why):
+        validate_metadata(broken)
+
+
+def test_a_development_issuer_off_loopback_is_still_validated(app):
+    # Production refuses plain http off loopback (app/config.py); in
+    # development the rest of the document is checked all the same.
+    server = app.extensions["latchkey"].server
+    lan = build_metadata(app, server, "http://idp.lan:5000")
+    validate_metadata(lan)
+    with pytest.raises(MetadataError, match="subject_types_supported"):
+        validate_metadata({**lan, "subject_types_supported": ["pairwise", "x"]})
+
+
 def test_unsupported_features_are_said_outright(metadata):
     # OIDC Discovery §3: request_uri_parameter_supported defaults to true
     # when omitted; the others default to false, said here all the same.
+    as_read = OpenIDProviderMetadata(metadata)  # with the spec's defaults
     for field in (
         "request_parameter_supported",
         "request_uri_parameter_supported",
         "claims_parameter_supported",
     ):
         assert metadata[field] is False, field
+        assert getattr(as_read, field) is False, field
     # No JWT client authentication, so no signing algorithms for it
     # (RFC 8414 §2: present only with private_key_jwt / client_secret_jwt).
     assert not any(k.endswith("auth_signing_alg_values_supported") for k in metadata)
