@@ -34,7 +34,7 @@ def register(factories, node_rp):
         public = auth_method == "none"
         made = factories.client(public=public, **options)
         answer = node_rp.call(
-            "/clients",
+            "/discovery",
             client_id=made.client_id,
             client_secret=made.secret,
             auth_method=auth_method,

@@ -28,7 +28,7 @@ def authorize(
     the RP made of the answer (tokens and verified ID token claims, or
     error)}."""
     start = node_rp.call(
-        "/authorize",
+        "/buildAuthorizationUrl",
         client_id=client.client_id,
         redirect_uri=node_rp.redirect_uri,
         scope=scope,

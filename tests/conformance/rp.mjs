@@ -4,10 +4,12 @@
 // discovery document (OIDC Discovery 1.0 §4, RFC 8414 §3).
 //
 // It listens on 127.0.0.1 (port chosen by the OS, printed as the first line
-// of stdout as {"port": N}) and exposes each library call as a JSON route,
-// so tests/conformance (pytest + Chromium) can drive it as a person and an
-// operator would. Clients are registered with Latchkey by the tests and
-// handed over with POST /clients.
+// of stdout as {"port": N}) and exposes each library call as a POST route
+// named after it (JSON in, JSON out), so tests/conformance (pytest +
+// Chromium) can drive it as a person and an operator would. Clients are
+// registered with Latchkey by the tests and handed over with POST
+// /discovery. Its own pages: /callback (the redirect URI), /signed-out (the
+// post-logout redirect URI), /result and /log (what it saw).
 //
 // Errors come back as HTTP 400 with {"error": {...}}: the OAuth error code
 // the server sent (RFC 6749 §5.2), or the library's own check that failed.
@@ -46,9 +48,9 @@ function clientAuthentication(method, secret) {
   }
 }
 
-// POST /clients {client_id, client_secret?, auth_method, metadata?}: discovery
-// for this client; answers the metadata the library discovered. `metadata`
-// is client metadata the library holds the server to, e.g.
+// POST /discovery {client_id, client_secret?, auth_method, metadata?}:
+// discovery for this client; answers the metadata the library discovered.
+// `metadata` is client metadata the library holds the server to, e.g.
 // id_token_signed_response_alg (OIDC Registration §2).
 async function registerClient(body) {
   const config = await oidc.discovery(
@@ -94,8 +96,9 @@ function tokenResult(config, tokens) {
   return result;
 }
 
-// POST /authorize {client_id, redirect_uri, scope, ...extra}: a fresh PKCE
-// verifier (RFC 7636 §4.1), state and nonce; answers the URL to open.
+// POST /buildAuthorizationUrl {client_id, redirect_uri, scope, ...extra}: a
+// fresh PKCE verifier (RFC 7636 §4.1), state and nonce; answers the URL to
+// open.
 async function startAuthorization(body) {
   const config = configFor(body.client_id);
   const codeVerifier = oidc.randomPKCECodeVerifier();
@@ -222,17 +225,17 @@ function describe(error) {
 }
 
 const routes = {
-  '/clients': registerClient,
-  '/authorize': startAuthorization,
-  '/refresh': refresh,
-  '/revoke': revoke,
-  '/introspect': introspect,
-  '/client_credentials': clientCredentials,
-  '/device': startDevice,
-  '/device/poll': pollDevice,
-  '/device/token_once': deviceTokenRequestOnce,
-  '/userinfo': userinfo,
-  '/end_session': endSession,
+  '/discovery': registerClient,
+  '/buildAuthorizationUrl': startAuthorization,
+  '/refreshTokenGrant': refresh,
+  '/tokenRevocation': revoke,
+  '/tokenIntrospection': introspect,
+  '/clientCredentialsGrant': clientCredentials,
+  '/initiateDeviceAuthorization': startDevice,
+  '/pollDeviceAuthorizationGrant': pollDevice,
+  '/deviceCodeGrantOnce': deviceTokenRequestOnce,
+  '/fetchUserInfo': userinfo,
+  '/buildEndSessionUrl': endSession,
 };
 
 function send(response, status, body, type = 'application/json') {

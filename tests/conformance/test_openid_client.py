@@ -135,7 +135,7 @@ def test_code_flow_confidential_client(
     assert replay["error"]["error"] == "invalid_grant", replay
     # ... and SHOULD revoke what the code gave: the access token is dead.
     described = node_rp.call(
-        "/introspect",
+        "/tokenIntrospection",
         client_id=resource_server.client_id,
         token=tokens["access_token"],
     )
@@ -162,7 +162,7 @@ def test_code_flow_public_client(page, node_rp, issuer, native_app, person):
     first = result["tokens"]
 
     refreshed = node_rp.call(
-        "/refresh",
+        "/refreshTokenGrant",
         client_id=native_app.client_id,
         refresh_token=first["refresh_token"],
     )
@@ -171,14 +171,14 @@ def test_code_flow_public_client(page, node_rp, issuer, native_app, person):
     assert second["refresh_token"] != first["refresh_token"]
 
     revoked = node_rp.call(
-        "/revoke",
+        "/tokenRevocation",
         client_id=native_app.client_id,
         token=second["refresh_token"],
         token_type_hint="refresh_token",
     )
     assert revoked == {"revoked": True}  # RFC 7009 §2.2: 200
     refused = node_rp.refused(
-        "/refresh",
+        "/refreshTokenGrant",
         client_id=native_app.client_id,
         refresh_token=second["refresh_token"],
     )
@@ -190,7 +190,7 @@ def test_userinfo(page, node_rp, issuer, web_app, person):
     _start, result = _signed_in(page, node_rp, web_app, person)
     access_token = result["tokens"]["access_token"]
     info = node_rp.call(
-        "/userinfo",
+        "/fetchUserInfo",
         client_id=web_app.client_id,
         access_token=access_token,
         sub=person.id,  # §5.3.2: the library checks sub matches the ID token
@@ -212,7 +212,7 @@ def test_refresh_introspect_revoke(
 
     refreshed = _with_algs(
         node_rp.call(
-            "/refresh",
+            "/refreshTokenGrant",
             client_id=web_app.client_id,
             refresh_token=first["refresh_token"],
         ),
@@ -232,7 +232,7 @@ def test_refresh_introspect_revoke(
         body = {"client_id": resource_server.client_id, "token": token}
         if hint:
             body["token_type_hint"] = hint
-        return node_rp.call("/introspect", **body)
+        return node_rp.call("/tokenIntrospection", **body)
 
     # RFC 7662 §2.2: a live token is active, with what it was issued for.
     live = introspect(tokens["access_token"], "access_token")
@@ -250,7 +250,7 @@ def test_refresh_introspect_revoke(
     # RFC 7009 §2.1: revoking the refresh token ends it, and (as the server
     # revokes access tokens too) the access tokens of the same grant.
     assert node_rp.call(
-        "/revoke",
+        "/tokenRevocation",
         client_id=web_app.client_id,
         token=tokens["refresh_token"],
         token_type_hint="refresh_token",
@@ -258,14 +258,14 @@ def test_refresh_introspect_revoke(
     assert introspect(tokens["refresh_token"]) == {"active": False}
     assert introspect(tokens["access_token"]) == {"active": False}
     refused = node_rp.refused(
-        "/refresh",
+        "/refreshTokenGrant",
         client_id=web_app.client_id,
         refresh_token=tokens["refresh_token"],
     )
     assert refused["error"] == "invalid_grant"
     # RFC 6750 §3.1: a revoked access token is an invalid_token at userinfo.
     refused = node_rp.refused(
-        "/userinfo",
+        "/fetchUserInfo",
         client_id=web_app.client_id,
         access_token=tokens["access_token"],
         sub=person.id,
@@ -274,7 +274,7 @@ def test_refresh_introspect_revoke(
     assert refused["challenge_error"] == "invalid_token"
     # RFC 7009 §2.2: an unknown or already revoked token is still a 200.
     assert node_rp.call(
-        "/revoke", client_id=web_app.client_id, token=tokens["refresh_token"]
+        "/tokenRevocation", client_id=web_app.client_id, token=tokens["refresh_token"]
     ) == {"revoked": True}
 
 
@@ -284,13 +284,15 @@ def test_access_token_revocation(page, node_rp, web_app, resource_server, person
     _start, result = _signed_in(page, node_rp, web_app, person)
     tokens = result["tokens"]
     node_rp.call(
-        "/revoke",
+        "/tokenRevocation",
         client_id=web_app.client_id,
         token=tokens["access_token"],
         token_type_hint="access_token",
     )
     dead = node_rp.call(
-        "/introspect", client_id=resource_server.client_id, token=tokens["access_token"]
+        "/tokenIntrospection",
+        client_id=resource_server.client_id,
+        token=tokens["access_token"],
     )
     assert dead == {"active": False}
 
@@ -309,14 +311,14 @@ def test_client_credentials(node_rp, issuer, register, resource_server):
         "client_secret_post"
         in (service.server_metadata["token_endpoint_auth_methods_supported"])
     )
-    result = node_rp.call("/client_credentials", client_id=service.client_id)
+    result = node_rp.call("/clientCredentialsGrant", client_id=service.client_id)
     tokens = result["tokens"]
     assert tokens["token_type"].lower() == "bearer"
     assert tokens["access_token"]
     assert "refresh_token" not in tokens
     assert "id_token" not in tokens
     described = node_rp.call(
-        "/introspect",
+        "/tokenIntrospection",
         client_id=resource_server.client_id,
         token=tokens["access_token"],
     )
@@ -333,7 +335,9 @@ def test_device_flow(page, node_rp, issuer, register, person):
         grant_types=[DEVICE_GRANT, "refresh_token"],
         name="Conformance TV",
     )
-    started = node_rp.call("/device", client_id=tv.client_id, scope=SCOPE)
+    started = node_rp.call(
+        "/initiateDeviceAuthorization", client_id=tv.client_id, scope=SCOPE
+    )
     # §3.2: the device authorization response.
     for field in ("device_code", "user_code", "verification_uri"):
         assert isinstance(started[field], str), field
@@ -341,7 +345,9 @@ def test_device_flow(page, node_rp, issuer, register, person):
     assert started["expires_in"] > 0
     # §3.5: before the person decides, the answer is authorization_pending.
     pending = node_rp.refused(
-        "/device/token_once", client_id=tv.client_id, device_code=started["device_code"]
+        "/deviceCodeGrantOnce",
+        client_id=tv.client_id,
+        device_code=started["device_code"],
     )
     assert pending["error"] == "authorization_pending"
 
@@ -358,7 +364,9 @@ def test_device_flow(page, node_rp, issuer, register, person):
     # §3.4-3.5: the library polls at the interval and gets the tokens.
     result = _with_algs(
         node_rp.call(
-            "/device/poll", client_id=tv.client_id, device_code=started["device_code"]
+            "/pollDeviceAuthorizationGrant",
+            client_id=tv.client_id,
+            device_code=started["device_code"],
         ),
         tv,
     )
@@ -369,7 +377,9 @@ def test_device_flow(page, node_rp, issuer, register, person):
 
     # The device code is spent: asking again is invalid_grant (RFC 6749 §5.2).
     replay = node_rp.refused(
-        "/device/token_once", client_id=tv.client_id, device_code=started["device_code"]
+        "/deviceCodeGrantOnce",
+        client_id=tv.client_id,
+        device_code=started["device_code"],
     )
     assert replay["error"] == "invalid_grant"
 
@@ -383,7 +393,9 @@ def test_device_flow_denied(page, node_rp, register, person):
         grant_types=[DEVICE_GRANT],
         name="Conformance TV",
     )
-    started = node_rp.call("/device", client_id=tv.client_id, scope="openid")
+    started = node_rp.call(
+        "/initiateDeviceAuthorization", client_id=tv.client_id, scope="openid"
+    )
     page.goto(started["verification_uri"])
     page.wait_for_selector(the_person.SIGN_IN)
     the_person.sign_in(page, person)
@@ -392,7 +404,9 @@ def test_device_flow_denied(page, node_rp, register, person):
     page.click(the_person.DENY)
     page.wait_for_selector("#result")
     denied = node_rp.refused(
-        "/device/token_once", client_id=tv.client_id, device_code=started["device_code"]
+        "/deviceCodeGrantOnce",
+        client_id=tv.client_id,
+        device_code=started["device_code"],
     )
     assert denied["error"] == "access_denied"
 
@@ -413,7 +427,7 @@ def test_rp_initiated_logout(page, node_rp, issuer, web_app, person):
     post_logout_redirect_uri with state."""
     _start, result = _signed_in(page, node_rp, web_app, person)
     built = node_rp.call(
-        "/end_session",
+        "/buildEndSessionUrl",
         client_id=web_app.client_id,
         id_token_hint=result["tokens"]["id_token"],
         post_logout_redirect_uri=node_rp.post_logout_redirect_uri,
@@ -427,7 +441,7 @@ def test_rp_initiated_logout(page, node_rp, issuer, web_app, person):
     # The session has ended: a silent request (OIDC Core §3.1.2.6) now
     # comes back login_required.
     silent = node_rp.call(
-        "/authorize",
+        "/buildAuthorizationUrl",
         client_id=web_app.client_id,
         redirect_uri=node_rp.redirect_uri,
         scope="openid",
