@@ -30,7 +30,10 @@ def register(factories, node_rp):
     """Register a client with Latchkey (factories) and hand it to the RP,
     which runs discovery for it."""
 
-    def register(auth_method="client_secret_basic", **options) -> RegisteredClient:
+    def register(
+        auth_method="client_secret_basic", metadata=None, **options
+    ) -> RegisteredClient:
+        """``metadata``: client metadata the RP holds the server to."""
         public = auth_method == "none"
         made = factories.client(public=public, **options)
         answer = node_rp.call(
@@ -38,6 +41,7 @@ def register(factories, node_rp):
             client_id=made.client_id,
             client_secret=made.secret,
             auth_method=auth_method,
+            metadata=metadata or {},
         )
         return RegisteredClient(
             made.client_id, made.secret, auth_method, answer["server_metadata"]

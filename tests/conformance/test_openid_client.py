@@ -180,6 +180,23 @@ def test_code_flow_public_client(page, node_rp, issuer, native_app, person):
     assert refused["error"] == "invalid_grant"  # RFC 6749 §5.2
 
 
+def test_es256_id_tokens_for_a_client_that_asks(
+    page, node_rp, issuer, register, person
+):
+    """A client registered with id_token_signed_response_alg ES256 (OIDC
+    Registration §2) gets ES256 ID tokens, which the library, told to expect
+    ES256, verifies with the EC key from jwks_uri."""
+    es256_app = register(
+        redirect_uri=node_rp.redirect_uri,
+        id_token_alg="ES256",
+        metadata={"id_token_signed_response_alg": "ES256"},
+        name="Conformance ES256 app",
+    )
+    start, result = _signed_in(page, node_rp, es256_app, person, scope="openid")
+    assert result["id_token_header"]["alg"] == "ES256"
+    _assert_id_token(result, issuer, es256_app, person, start["nonce"])
+
+
 def test_userinfo(page, node_rp, issuer, web_app, person):
     """OIDC Core §5.3: the claims of the token's scope, for the same sub."""
     _start, result = _signed_in(page, node_rp, web_app, person)
