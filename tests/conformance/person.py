@@ -14,7 +14,7 @@ def sign_in(page, account) -> None:
     """Fill in and send the sign-in form now on ``page``."""
     page.fill("#email", account.email)
     page.fill("#password", account.password)
-    page.click("button[type=submit]")
+    page.click("form:has(#password) button[type=submit]")
 
 
 def authorize(
