@@ -15,6 +15,7 @@
 // the server sent (RFC 6749 §5.2), or the library's own check that failed.
 
 import http from 'node:http';
+import https from 'node:https';
 import * as oidc from 'openid-client';
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
@@ -27,11 +28,47 @@ const fetched = []; // every request the library made: {method, url}
 const built = []; // URLs built for the browser to open: {endpoint, url}
 const signedOut = []; // queries that reached the post-logout redirect URI
 
+// One request on a connection of its own. Node's fetch keeps idle
+// connections for 4 s and gunicorn closes them after 2 s, so a reused one
+// can be closed under a request ("other side closed"); retrying is unsafe
+// for a code exchange, and a fresh connection cannot race.
+function freshConnectionFetch(url, options = {}) {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const request = (target.protocol === 'https:' ? https : http).request(
+      target,
+      {
+        method: options.method ?? 'GET',
+        headers: Object.fromEntries(new Headers(options.headers).entries()),
+        agent: false,
+        signal: options.signal,
+      },
+      (response) => {
+        const chunks = [];
+        response.on('data', (chunk) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const empty = [204, 205, 304].includes(response.statusCode);
+          resolve(new Response(empty ? null : Buffer.concat(chunks), {
+            status: response.statusCode,
+            headers: response.headers,
+          }));
+        });
+      },
+    );
+    request.on('error', reject);
+    if (options.body !== undefined && options.body !== null) {
+      request.write(options.body.toString());
+    }
+    request.end();
+  });
+}
+
 // Records each request openid-client makes, so the suite can show that
 // every endpoint discovery advertises was really used.
 async function recordingFetch(url, options) {
   fetched.push({ method: options?.method ?? 'GET', url: String(url) });
-  return fetch(url, options);
+  return freshConnectionFetch(url, options);
 }
 
 function clientAuthentication(method, secret) {
