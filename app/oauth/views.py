@@ -77,7 +77,7 @@ def _subject(current) -> Subject:
 
 
 # OIDC Core §3.1.2.1: the prompt values authorize() acts on (discovery's
-# prompt_values_supported, OIDC Prompt Create §4.1).
+# prompt_values_supported, Initiating User Registration via OIDC §4.2).
 PROMPT_VALUES = ("none", "login", "consent")
 
 
