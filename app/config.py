@@ -11,6 +11,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 DEV_SECRET_MARKER = "dev-"
+# How long relying parties may cache the JWKS (Cache-Control max-age).
+JWKS_MAX_AGE = 60
 
 
 class ConfigError(RuntimeError):
@@ -25,6 +27,16 @@ def _int(env, name, default):
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _float(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
 def _bool(env, name, default):
@@ -83,6 +95,11 @@ class Settings:
     refresh_grace_seconds: int = 10  # LATCHKEY_REFRESH_GRACE_SECONDS
     session_lifetime: int = 14 * 86400  # LATCHKEY_SESSION_LIFETIME
     signing_key_overlap: int = 7 * 86400  # LATCHKEY_SIGNING_KEY_OVERLAP
+    # A rotated key is in the JWKS this long before it signs: longer than the
+    # check interval plus JWKS_MAX_AGE (app/oauth/keys.py).
+    signing_key_prepublish: int = 120  # LATCHKEY_SIGNING_KEY_PREPUBLISH (s)
+    # How often a process reads the key ring's version (seconds, may be 0.5).
+    signing_key_check: float = 5.0  # LATCHKEY_SIGNING_KEY_CHECK_SECONDS
     password_time_cost: int = 2  # LATCHKEY_PASSWORD_TIME_COST
     password_memory_kib: int = 19 * 1024  # LATCHKEY_PASSWORD_MEMORY_KIB
     password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
@@ -176,6 +193,14 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.signing_key_overlap = _int(
         env, "LATCHKEY_SIGNING_KEY_OVERLAP", s.signing_key_overlap
     )
+    s.signing_key_prepublish = _int(
+        env, "LATCHKEY_SIGNING_KEY_PREPUBLISH", s.signing_key_prepublish
+    )
+    s.signing_key_check = _float(
+        env, "LATCHKEY_SIGNING_KEY_CHECK_SECONDS", s.signing_key_check
+    )
+    if s.signing_key_check < 0 or s.signing_key_prepublish < 0:
+        raise ConfigError("LATCHKEY_SIGNING_KEY_* must not be negative")
     s.password_time_cost = _int(env, "LATCHKEY_PASSWORD_TIME_COST", 2)
     s.password_memory_kib = _int(env, "LATCHKEY_PASSWORD_MEMORY_KIB", 19 * 1024)
     s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
@@ -240,6 +265,13 @@ def _check_production(s: Settings) -> None:
         problems.append("LATCHKEY_DATABASE_URL is missing")
     if s.demo_data:
         problems.append("LATCHKEY_DEMO_DATA cannot be on in production")
+    if s.signing_key_prepublish < JWKS_MAX_AGE + s.signing_key_check:
+        # Otherwise a relying party's cached JWKS (or another process) can
+        # lack the key a token was just signed with.
+        problems.append(
+            "LATCHKEY_SIGNING_KEY_PREPUBLISH must be at least "
+            f"{JWKS_MAX_AGE} + LATCHKEY_SIGNING_KEY_CHECK_SECONDS"
+        )
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))
 

@@ -38,6 +38,8 @@ class EventTag(enum.StrEnum):
     REAUTH_FAILURE = "account:reauth:failure"
     UPSTREAM_LOGOUT = "account:provider:logout"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
+    KEY_CREATED = "operator:key:created"
+    KEY_REVOKED = "operator:key:revoked"
     PROVIDER_UNLINKED = "account:provider:unlinked"
 
 
