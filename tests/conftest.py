@@ -195,7 +195,9 @@ def factories(app):
 class LiveServer:
     """A real Latchkey process (gunicorn) on 127.0.0.1."""
 
-    def __init__(self, env: dict, port: int, log_dir: Path, workers=2, threads=4):
+    def __init__(
+        self, env: dict, port: int, log_dir: Path, workers=2, threads=4, probe=True
+    ):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_dir / f"server-{port}.log", "w")  # noqa: SIM115
@@ -219,7 +221,21 @@ class LiveServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self._wait()
+        self._wait() if probe else self._wait_listening()
+
+    def _wait_listening(self):
+        """Wait until the port accepts connections, without an HTTP request:
+        the workers stay untouched for a test of their first requests."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log.name}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
 
     def _wait(self):
         deadline = time.monotonic() + 30
@@ -260,8 +276,15 @@ def start_server(app, base_env, log_dir):
     """Start an extra live server with changed settings (same issuer)."""
     started = []
 
-    def start(**overrides):
-        server = LiveServer({**base_env, **overrides}, free_port(), log_dir)
+    def start(workers=2, threads=4, probe=True, **overrides):
+        server = LiveServer(
+            {**base_env, **overrides},
+            free_port(),
+            log_dir,
+            workers=workers,
+            threads=threads,
+            probe=probe,
+        )
         started.append(server)
         return server
 
