@@ -100,6 +100,14 @@ class Settings:
     signing_key_prepublish: int = 120  # LATCHKEY_SIGNING_KEY_PREPUBLISH (s)
     # How often a process reads the key ring's version (seconds, may be 0.5).
     signing_key_check: float = 5.0  # LATCHKEY_SIGNING_KEY_CHECK_SECONDS
+    # Retention (app/maintenance/retention.py): how long dead rows are kept
+    # before `flask maintenance purge` deletes them.
+    retention_days: int = 30  # LATCHKEY_RETENTION_DAYS
+    event_retention_days: int = 365  # LATCHKEY_EVENT_RETENTION_DAYS
+    # Rotated-out refresh tokens of live grants, kept for reuse detection.
+    retention_rotated_refresh_hours: int = (
+        24  # LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS
+    )
     password_time_cost: int = 2  # LATCHKEY_PASSWORD_TIME_COST
     password_memory_kib: int = 19 * 1024  # LATCHKEY_PASSWORD_MEMORY_KIB
     password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
@@ -201,6 +209,19 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     )
     if s.signing_key_check < 0 or s.signing_key_prepublish < 0:
         raise ConfigError("LATCHKEY_SIGNING_KEY_* must not be negative")
+    s.retention_days = _int(env, "LATCHKEY_RETENTION_DAYS", s.retention_days)
+    s.event_retention_days = _int(
+        env, "LATCHKEY_EVENT_RETENTION_DAYS", s.event_retention_days
+    )
+    s.retention_rotated_refresh_hours = _int(
+        env,
+        "LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS",
+        s.retention_rotated_refresh_hours,
+    )
+    if min(s.retention_days, s.event_retention_days) < 1:
+        raise ConfigError("LATCHKEY_RETENTION_DAYS / _EVENT_ must be at least 1")
+    if s.retention_rotated_refresh_hours < 1:
+        raise ConfigError("LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS must be >= 1")
     s.password_time_cost = _int(env, "LATCHKEY_PASSWORD_TIME_COST", 2)
     s.password_memory_kib = _int(env, "LATCHKEY_PASSWORD_MEMORY_KIB", 19 * 1024)
     s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
