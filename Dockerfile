@@ -17,13 +17,16 @@ COPY --from=build /opt/latchkey /opt/latchkey
 COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
+COPY gunicorn.conf.py ./
 ENV PATH=/opt/latchkey/bin:$PATH \
     FLASK_APP=app \
     LATCHKEY_ENV=production \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/latchkey-metrics \
     PYTHONUNBUFFERED=1
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-# Migrations are a deploy step of their own: docker run IMAGE flask db upgrade
+# Deploy steps of their own: docker run IMAGE flask db upgrade, then
+# docker run IMAGE flask keys (the first signing keys, once).
 CMD ["gunicorn", "--workers", "4", "--bind", "0.0.0.0:8000", "app.wsgi:app"]

@@ -61,6 +61,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.devices.views import bp as devices_bp
     from app.federation.views import bp as federation_bp
     from app.logout.views import bp as logout_bp
+    from app.metrics import init_metrics
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
     from app.probes import register_probes
@@ -82,6 +83,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.after_request(security_headers)
     register_error_handlers(app)
     register_probes(app)
+    init_metrics(app)
     register_cli(app)
     services.discovery_json = build_discovery(settings.issuer)
     if settings.outbox_thread and not app.testing:

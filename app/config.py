@@ -108,6 +108,11 @@ class Settings:
     retention_rotated_refresh_hours: int = (
         24  # LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS
     )
+    # /metrics asks for "Authorization: Bearer <this>" when it is set.
+    metrics_token: str = ""  # LATCHKEY_METRICS_TOKEN
+    # Production needs Redis for rate limits unless this says, explicitly,
+    # that each process may count on its own.
+    ratelimit_per_process: bool = False  # LATCHKEY_RATELIMIT_PER_PROCESS
     password_time_cost: int = 2  # LATCHKEY_PASSWORD_TIME_COST
     password_memory_kib: int = 19 * 1024  # LATCHKEY_PASSWORD_MEMORY_KIB
     password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
@@ -222,6 +227,8 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
         raise ConfigError("LATCHKEY_RETENTION_DAYS / _EVENT_ must be at least 1")
     if s.retention_rotated_refresh_hours < 1:
         raise ConfigError("LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS must be >= 1")
+    s.metrics_token = env.get("LATCHKEY_METRICS_TOKEN", "")
+    s.ratelimit_per_process = _bool(env, "LATCHKEY_RATELIMIT_PER_PROCESS", False)
     s.password_time_cost = _int(env, "LATCHKEY_PASSWORD_TIME_COST", 2)
     s.password_memory_kib = _int(env, "LATCHKEY_PASSWORD_MEMORY_KIB", 19 * 1024)
     s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
@@ -286,6 +293,13 @@ def _check_production(s: Settings) -> None:
         problems.append("LATCHKEY_DATABASE_URL is missing")
     if s.demo_data:
         problems.append("LATCHKEY_DEMO_DATA cannot be on in production")
+    if not s.redis_url and not s.ratelimit_per_process:
+        # Several processes without a shared store each allow the whole
+        # limit: four processes let four times the password guesses through.
+        problems.append(
+            "LATCHKEY_REDIS_URL is missing (or set LATCHKEY_RATELIMIT_PER_PROCESS"
+            "=true to count rate limits in each process on its own)"
+        )
     if s.signing_key_prepublish < JWKS_MAX_AGE + s.signing_key_check:
         # Otherwise a relying party's cached JWKS (or another process) can
         # lack the key a token was just signed with.

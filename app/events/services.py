@@ -55,4 +55,13 @@ def record_event(tag: EventTag, account_id=None, ip="", user_agent="", **details
         details=details,
     )
     db.session.add(event)
+    _count(tag)
     return event
+
+
+def _count(tag: EventTag) -> None:
+    from app.metrics import REFRESH_REUSE, SECURITY_EVENTS
+
+    SECURITY_EVENTS.labels(str(tag)).inc()
+    if tag == EventTag.REFRESH_REUSED:
+        REFRESH_REUSE.inc()
