@@ -361,10 +361,11 @@ def test_keys_deploy_step_creates_first_keys_once(cli, app):
 
 def test_keys_rotate_prepublishes_then_signs_with_the_new_key(cli, client):
     before = _signing(as_json(cli("keys", "list", "--json")))
-    old_kid = before["ES256"]
+    # RS256: what access tokens are signed with by default (RFC 9068 §2.1).
+    old_kid = before["RS256"]
 
-    (new,) = as_json(cli("keys", "rotate", "--alg", "ES256", "--json"))
-    assert new["alg"] == "ES256"
+    (new,) = as_json(cli("keys", "rotate", "--alg", "RS256", "--json"))
+    assert new["alg"] == "RS256"
     assert new["kid"] != old_kid
     # Published before it signs (pre-publication), so every JWKS cache can
     # learn it first; the old key still signs meanwhile.
@@ -374,7 +375,7 @@ def test_keys_rotate_prepublishes_then_signs_with_the_new_key(cli, client):
     token = _client_credentials_token(cli, client)
     assert jwt.get_unverified_header(token)["kid"] == old_kid
     # A second rotation cannot overtake the pending one.
-    assert "pending" in failed(cli("keys", "rotate", "--alg", "ES256"), FAILURE)
+    assert "pending" in failed(cli("keys", "rotate", "--alg", "RS256"), FAILURE)
 
     _wait_until(new["activates_at"])
     # RFC 7517: the old key stays published so tokens it signed still verify.
@@ -383,7 +384,7 @@ def test_keys_rotate_prepublishes_then_signs_with_the_new_key(cli, client):
     assert listed[old_kid]["signing"] is False
     assert listed[old_kid]["retired_at"] == new["activates_at"]
     assert listed[old_kid]["expires_at"] is not None
-    assert _signing(listed.values()) == {"ES256": new["kid"], "RS256": before["RS256"]}
+    assert _signing(listed.values()) == {"ES256": before["ES256"], "RS256": new["kid"]}
     token = _client_credentials_token(cli, client)
     assert jwt.get_unverified_header(token)["kid"] == new["kid"]
 
@@ -403,7 +404,7 @@ def test_keys_revoke_withdraws_the_key_at_once(cli, client, app):
     before = _signing(as_json(cli("keys", "list", "--json")))
     token = _client_credentials_token(cli, client)
     revoked_kid = jwt.get_unverified_header(token)["kid"]
-    assert revoked_kid == before["ES256"]
+    assert revoked_kid == before["RS256"]
 
     result = as_json(cli("keys", "revoke", "--json", "--", revoked_kid))
     assert result["revoked"]["revoked_at"] is not None
@@ -427,7 +428,7 @@ def test_keys_revoke_withdraws_the_key_at_once(cli, client, app):
             .scalars()
             .all()
         )
-    assert {"by": "operator", "kid": revoked_kid, "alg": "ES256",
+    assert {"by": "operator", "kid": revoked_kid, "alg": "RS256",
             "successor": successor} in tags  # fmt: skip
     # Revoking again changes nothing; an unknown kid is a handled failure.
     again = as_json(cli("keys", "revoke", "--json", "--", revoked_kid))
@@ -490,3 +491,47 @@ def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
     assert password not in second.output
     assert _count(app, Account) == 1
     assert _count(app, Client) == 1
+
+
+def test_clients_create_defaults_to_rs256_id_tokens(cli, app):
+    # OIDC Dynamic Client Registration §2: RS256 when none is named.
+    made = as_json(cli("clients", "create", "Shop", "--redirect-uri", REDIRECT,
+                       "--json"))  # fmt: skip
+    assert made["id_token_signed_response_alg"] == "RS256"
+    assert _client_row(app, made["client_id"])["id_token_signed_response_alg"] == (
+        "RS256"
+    )
+    chosen = as_json(
+        cli("clients", "create", "Edge", "--redirect-uri", REDIRECT,
+            "--id-token-alg", "ES256", "--json")
+    )  # fmt: skip
+    assert chosen["id_token_signed_response_alg"] == "ES256"
+
+
+def test_clients_create_refuses_an_unknown_id_token_alg(cli):
+    output = failed(
+        cli("clients", "create", "Bad", "--redirect-uri", REDIRECT,
+            "--id-token-alg", "HS256"),
+        USAGE_ERROR,
+    )  # fmt: skip
+    assert "--id-token-alg" in output
+    assert as_json(cli("clients", "list", "--json")) == []
+
+
+def test_clients_set_id_token_alg_changes_an_existing_client(cli, app):
+    made = as_json(
+        cli("clients", "create", "Old", "--redirect-uri", REDIRECT,
+            "--id-token-alg", "ES256", "--json")
+    )  # fmt: skip
+    changed = as_json(
+        cli("clients", "set-id-token-alg", made["client_id"], "RS256", "--json")
+    )
+    assert changed["id_token_signed_response_alg"] == "RS256"
+    assert _client_row(app, made["client_id"])["id_token_signed_response_alg"] == (
+        "RS256"
+    )
+    failed(cli("clients", "set-id-token-alg", "nobody", "RS256"), FAILURE)
+    failed(cli("clients", "set-id-token-alg", made["client_id"], "none"), USAGE_ERROR)
+    assert _client_row(app, made["client_id"])["id_token_signed_response_alg"] == (
+        "RS256"
+    )

@@ -62,11 +62,14 @@ def _signs_at(row: SigningKey, now: datetime) -> bool:
     return row.activates_at <= now and (row.retired_at is None or now < row.retired_at)
 
 
-def _create(encryption: KeyEncryption, alg: str, activates_at: datetime):
+def _generate(alg: str):
     if alg == "ES256":
-        key = ECKey.generate_key("P-256", auto_kid=True)
-    else:
-        key = RSAKey.generate_key(2048, auto_kid=True)
+        return ECKey.generate_key("P-256", auto_kid=True)
+    return RSAKey.generate_key(2048, auto_kid=True)
+
+
+def _create(encryption: KeyEncryption, alg: str, activates_at: datetime, key=None):
+    key = key or _generate(alg)
     row = SigningKey(
         kid=key.kid,
         alg=alg,
@@ -111,6 +114,9 @@ def rotate_key(
     ``prepublish`` seconds; the key it replaces stays in the JWKS for
     ``overlap`` seconds after that. Raises RotationPending if a previous
     rotation has not taken over yet. Commits."""
+    # Made before the clock is read: an RSA key can take a second to make,
+    # and pre-publication counts from when the key is published.
+    key = _generate(alg)
     _lock_ring()
     now = utcnow()
     rows = _live_keys(alg, now)
@@ -126,7 +132,7 @@ def rotate_key(
     for row in current:
         row.retired_at = activates
         row.expires_at = activates + timedelta(seconds=overlap)
-    new = _create(encryption, alg, activates)
+    new = _create(encryption, alg, activates, key)
     db.session.commit()
     return new
 

@@ -28,9 +28,10 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import SigningKey, SigningKeyState
+from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.security.crypto import KeyEncryption
 
-SUPPORTED_ALGS = ("ES256", "RS256")
+__all__ = ["DEFAULT_ALG", "SUPPORTED_ALGS", "InvalidJWT", "KeyRing", "NoSigningKey"]
 PURPOSE = "signing-key"
 
 
@@ -190,7 +191,7 @@ class KeyRing:
         """True when every supported algorithm has a key to sign with."""
         return len(self.signing_algorithms()) == len(SUPPORTED_ALGS)
 
-    def sign(self, claims: dict, alg="ES256", typ="JWT") -> str:
+    def sign(self, claims: dict, alg=DEFAULT_ALG, typ="JWT") -> str:
         """A compact JWS of ``claims`` with the key that signs ``alg`` now.
 
         Raises NoSigningKey when the deploy step has made no key.

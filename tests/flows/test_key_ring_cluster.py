@@ -75,7 +75,8 @@ def test_rotation_never_signs_with_a_kid_either_jwks_lacks(
     new_kid = None
     # Both processes already agree on the current key.
     old_kid = _kid(_client_token(servers[0], client))
-    result = cli("keys", "rotate", "--alg", "ES256", "--json")
+    # RS256: what access tokens are signed with by default (RFC 9068 §2.1).
+    result = cli("keys", "rotate", "--alg", "RS256", "--json")
     new_kid = result.stdout.split('"kid": "')[1].split('"')[0]
 
     # A client fetches tokens from both, and each JWKS, until both sign with
