@@ -25,9 +25,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 
-NOW = utcnow()
-OLD = NOW - timedelta(days=40)  # past the 30-day default retention
-RECENT = NOW - timedelta(days=1)
+OLD = utcnow() - timedelta(days=40)  # past the 30-day default retention
 
 
 def _h() -> str:
@@ -78,7 +76,7 @@ def _code(rows, account_id, client_id, device_id, dead, **values):
             device_id=device_id,
             account_generation=0,
             redirect_uri="http://127.0.0.1:8765/callback",
-            auth_time=NOW,
+            auth_time=utcnow(),
             **values,
         ),
         dead,
@@ -86,41 +84,45 @@ def _code(rows, account_id, client_id, device_id, dead, **values):
 
 
 def _make_rows(account_id, client_id) -> Rows:
+    # Read the clock now, not at import: rows "live for five more minutes"
+    # must still be live when the purge runs.
+    now = utcnow()
+    old, recent = now - timedelta(days=40), now - timedelta(days=1)
     rows = Rows()
     device = rows.add(Device(account_id=account_id, name="Laptop"), dead=False)
     db.session.flush()
     d = device.id
     # Codes: expired long ago (used or not) go; live or recently used stay.
-    _code(rows, account_id, client_id, d, True, expires_at=OLD, used_at=OLD)
-    _code(rows, account_id, client_id, d, True, expires_at=OLD)
-    _code(rows, account_id, client_id, d, False, expires_at=NOW + timedelta(60))
-    _code(rows, account_id, client_id, d, False, expires_at=RECENT, used_at=RECENT)
+    _code(rows, account_id, client_id, d, True, expires_at=old, used_at=old)
+    _code(rows, account_id, client_id, d, True, expires_at=old)
+    _code(rows, account_id, client_id, d, False, expires_at=now + timedelta(60))
+    _code(rows, account_id, client_id, d, False, expires_at=recent, used_at=recent)
     # Refresh tokens of a live grant rotating hourly: rotated out more than
     # a day ago goes; the one rotated out an hour ago (reuse detection) and
     # the live one stay.
-    live = _grant(rows, account_id, client_id, d, live_seq=2, last_refresh_at=NOW)
-    _token(rows, live, 0, NOW - timedelta(days=3), dead=True)
-    _token(rows, live, 1, NOW - timedelta(days=2), dead=False)
-    _token(rows, live, 2, NOW - timedelta(hours=1), dead=False)
+    live = _grant(rows, account_id, client_id, d, live_seq=2, last_refresh_at=now)
+    _token(rows, live, 0, now - timedelta(days=3), dead=True)
+    _token(rows, live, 1, now - timedelta(days=2), dead=False)
+    _token(rows, live, 2, now - timedelta(hours=1), dead=False)
     # A grant revoked long ago, one revoked yesterday, one idle past its
     # lifetime plus the retention, one that started long ago but is live.
-    old_revoked = _grant(rows, account_id, client_id, d, revoked_at=OLD)
-    _token(rows, old_revoked, 0, OLD, dead=True)
-    new_revoked = _grant(rows, account_id, client_id, d, revoked_at=RECENT)
-    _token(rows, new_revoked, 0, OLD, dead=False)
+    old_revoked = _grant(rows, account_id, client_id, d, revoked_at=old)
+    _token(rows, old_revoked, 0, old, dead=True)
+    new_revoked = _grant(rows, account_id, client_id, d, revoked_at=recent)
+    _token(rows, new_revoked, 0, old, dead=False)
     idle = _grant(
-        rows, account_id, client_id, d, last_refresh_at=NOW - timedelta(days=61)
+        rows, account_id, client_id, d, last_refresh_at=now - timedelta(days=61)
     )
-    _token(rows, idle, 0, NOW - timedelta(days=61), dead=True)
+    _token(rows, idle, 0, now - timedelta(days=61), dead=True)
     long_lived = _grant(
-        rows, account_id, client_id, d, created_at=OLD, last_refresh_at=RECENT
+        rows, account_id, client_id, d, created_at=old, last_refresh_at=recent
     )
-    _token(rows, long_lived, 0, RECENT, dead=False)
+    _token(rows, long_lived, 0, recent, dead=False)
     # Revoked jti rows: only while the access token could still be shown.
-    rows.add(RevokedAccessToken(jti=_h(), expires_at=NOW - timedelta(seconds=5)), True)
-    rows.add(RevokedAccessToken(jti=_h(), expires_at=NOW + timedelta(minutes=5)), False)
+    rows.add(RevokedAccessToken(jti=_h(), expires_at=now - timedelta(seconds=5)), True)
+    rows.add(RevokedAccessToken(jti=_h(), expires_at=now + timedelta(minutes=5)), False)
     # Device codes.
-    for expires, dead in ((OLD, True), (NOW + timedelta(minutes=10), False)):
+    for expires, dead in ((old, True), (now + timedelta(minutes=10), False)):
         rows.add(
             DeviceCode(
                 device_code_hash=_h(),
@@ -132,10 +134,10 @@ def _make_rows(account_id, client_id) -> Rows:
         )
     # Emailed links: used or expired long ago go; live or recently used stay.
     for used, expires, dead in (
-        (OLD, NOW + timedelta(days=1), True),
-        (None, OLD, True),
-        (None, NOW + timedelta(minutes=30), False),
-        (RECENT, NOW + timedelta(minutes=30), False),
+        (old, now + timedelta(days=1), True),
+        (None, old, True),
+        (None, now + timedelta(minutes=30), False),
+        (recent, now + timedelta(minutes=30), False),
     ):
         rows.add(
             AccountLink(
@@ -149,10 +151,10 @@ def _make_rows(account_id, client_id) -> Rows:
         )
     # Browser sessions: ended or expired long ago go.
     for ended, expires, dead in (
-        (OLD, NOW + timedelta(days=1), True),
-        (None, OLD, True),
-        (None, NOW + timedelta(days=1), False),
-        (RECENT, NOW + timedelta(days=1), False),
+        (old, now + timedelta(days=1), True),
+        (None, old, True),
+        (None, now + timedelta(days=1), False),
+        (recent, now + timedelta(days=1), False),
     ):
         rows.add(
             BrowserSession(
@@ -166,13 +168,13 @@ def _make_rows(account_id, client_id) -> Rows:
             dead,
         )
     # Outbox: sent long ago goes; sent recently or never sent stays.
-    for sent, dead in ((OLD, True), (RECENT, False), (None, False)):
+    for sent, dead in ((old, True), (recent, False), (None, False)):
         rows.add(
-            OutboxMessage(kind="email", payload={}, sent_at=sent, created_at=OLD),
+            OutboxMessage(kind="email", payload={}, sent_at=sent, created_at=old),
             dead,
         )
     # Security events: a year's history is kept.
-    for created, dead in ((NOW - timedelta(days=400), True), (OLD, False)):
+    for created, dead in ((now - timedelta(days=400), True), (old, False)):
         rows.add(
             SecurityEvent(account_id=account_id, tag="account:login:success",
                           created_at=created),
