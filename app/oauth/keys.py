@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from joserfc import jws, jwt
+from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import select
@@ -30,6 +30,7 @@ from app.extensions import db
 from app.models import SigningKey, SigningKeyState
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.security.crypto import KeyEncryption
+from app.security.jose import UntrustedJWTRejected, checked_header
 
 __all__ = ["DEFAULT_ALG", "SUPPORTED_ALGS", "InvalidJWT", "KeyRing", "NoSigningKey"]
 PURPOSE = "signing-key"
@@ -205,6 +206,8 @@ class KeyRing:
     def verify(self, token: str, typ: str | None = None) -> dict:
         """Signature-checked claims of ``token``; raises InvalidJWT.
 
+        The header's shape is checked before any member is used (see
+        security/jose.py), so no input makes this raise anything else.
         Does not check exp/iss/aud: callers decide what those must be.
         """
         return self.verify_with_kid(token, typ)[0]
@@ -212,12 +215,10 @@ class KeyRing:
     def verify_with_kid(self, token: str, typ: str | None = None):
         """(claims, kid) of ``token`` as verify() checks it, for callers
         that confirm the key against the database afterwards (still_valid)."""
-        if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
-            raise InvalidJWT("not a compact JWS")
         try:
-            header = jws.extract_compact(token.encode()).protected
-        except (JoseError, ValueError, TypeError) as exc:
-            raise InvalidJWT("malformed") from exc
+            header = checked_header(token, SUPPORTED_ALGS)
+        except UntrustedJWTRejected as exc:
+            raise InvalidJWT(str(exc)) from exc
         view = self._current()
         kid = header.get("kid")
         if kid not in view.verifying:
@@ -225,7 +226,7 @@ class KeyRing:
         if kid not in view.verifying:
             raise InvalidJWT("unknown key")
         alg, key = view.verifying[kid]
-        if header.get("alg") != alg:
+        if header["alg"] != alg:
             raise InvalidJWT("algorithm does not match key")
         if typ is not None and header.get("typ", "").lower() != typ:
             raise InvalidJWT("wrong token type")

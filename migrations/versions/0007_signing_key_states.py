@@ -1,7 +1,7 @@
 """signing key states: pre-publication, revocation, a cluster-wide version
 
-Revision ID: 0006_signing_key_states
-Revises: 0005_upstream_sessions
+Revision ID: 0007_signing_key_states
+Revises: 0006_code_redirect_uri_optional
 Create Date: 2026-11-30 12:20:00
 
 """
@@ -9,8 +9,8 @@ Create Date: 2026-11-30 12:20:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_signing_key_states"
-down_revision = "0005_upstream_sessions"
+revision = "0007_signing_key_states"
+down_revision = "0006_code_redirect_uri_optional"
 branch_labels = None
 depends_on = None
 
