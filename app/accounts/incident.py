@@ -4,13 +4,19 @@ batches an operator can interrupt and run again.
 A forced account can still sign in, but is sent to the password change
 before anything else and gets no tokens until it has a new password
 (app/accounts/signin.py, LatchkeyAuthorizationServer.generate_token).
+An SSO-only account has no password to reset; with ``sign_out`` it is
+signed out everywhere and told to sign in again through its provider.
 
-Each batch is one transaction: the accounts are marked, optionally cut off
-everywhere, given a security event, and sent the notice, all or nothing.
+Each batch is one transaction and a constant number of statements whatever
+its size (one per kind of row): one UPDATE of the accounts (the must-reset
+flag, and with ``sign_out`` the generation every session, grant and code
+is compared against), one back-channel logout row for the batch, one
+multi-row INSERT of security events and one of notices. All or nothing.
+
 The notice's outbox dedupe key names the account and the incident, and is
 also what marks an account as done for that incident: a run that is
 stopped and started again, or repeated, picks up exactly the accounts it
-has not done yet, so nobody is emailed twice.
+has not done yet, so nobody is signed out or emailed twice.
 """
 
 from __future__ import annotations
@@ -20,17 +26,40 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, literal, select, update
+from flask import current_app
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag
 from app.extensions import db
-from app.mail.services import queue_email
-from app.models import Account, AccountStatus, OutboxMessage
-from app.revocation.services import sign_out_account
+from app.logout.backchannel import queue_logout_for_accounts
+from app.mail.services import KIND as EMAIL_KIND
+from app.mail.services import email_payload
+from app.models import (
+    Account,
+    AccountStatus,
+    FederatedIdentity,
+    OutboxMessage,
+    SecurityEvent,
+)
+from app.models.base import utcnow
 
 BATCH_SIZE = 500
 INCIDENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NOTICE_TEMPLATE = "reset_forced"
+SSO_NOTICE_TEMPLATE = "signed_out_incident"
 
 
 class InvalidIncidentName(ValueError):
@@ -51,6 +80,7 @@ class Selection:
 class BatchResult:
     marked: int = 0
     signed_out: int = 0
+    sso_only_signed_out: int = 0
     emails_queued: int = 0
     account_ids: list[str] = field(default_factory=list)
 
@@ -65,23 +95,34 @@ def check_incident_name(name: str) -> str:
     return name
 
 
-def _not_done(incident: str) -> ColumnElement[bool]:
-    """Accounts this incident has not reached: not marked already (by this
-    or an earlier incident) and not sent this incident's notice."""
+def _not_done(incident: str, sign_out: bool) -> ColumnElement[bool]:
+    """Accounts this incident has not reached: not sent this incident's
+    notice, and either a password account not marked already (by this or an
+    earlier incident) or, with ``sign_out``, an active SSO-only account."""
     notice_queued = exists().where(
         OutboxMessage.dedupe_key == literal(dedupe_key(incident, "")) + Account.id
     )
-    return and_(
-        Account.must_reset_password.is_(False),
-        # SSO-only accounts have no password to leak, or to reset.
-        Account.password_hash.is_not(None),
-        Account.deleted_at.is_(None),
-        ~notice_queued,
+    password_account = and_(
+        Account.password_hash.is_not(None), Account.must_reset_password.is_(False)
     )
+    if sign_out:
+        # An SSO-only account that is not active was signed out when it
+        # stopped being active (app/accounts/lifecycle.py), and its mail is
+        # not read: nothing to do.
+        sso_only = and_(
+            Account.password_hash.is_(None), Account.status == AccountStatus.ACTIVE
+        )
+        reached = or_(password_account, sso_only)
+    else:
+        reached = password_account  # SSO-only: no password to reset
+    return and_(Account.deleted_at.is_(None), reached, ~notice_queued)
 
 
 def pending_batches(
-    selection: Selection, incident: str, batch_size: int = BATCH_SIZE
+    selection: Selection,
+    incident: str,
+    batch_size: int = BATCH_SIZE,
+    sign_out: bool = False,
 ) -> Iterator[list[str]]:
     """Ids of accounts still to do, ``batch_size`` at a time, in id order.
 
@@ -90,9 +131,9 @@ def pending_batches(
     and what a committed batch did is never selected again.
     """
     if selection.emails is not None:
-        yield from _batches_by_email(selection.emails, incident, batch_size)
+        yield from _batches_by_email(selection.emails, incident, batch_size, sign_out)
         return
-    condition = _not_done(incident)
+    condition = _not_done(incident, sign_out)
     if selection.created_since is not None:
         condition = and_(condition, Account.created_at >= selection.created_since)
     after = ""
@@ -112,14 +153,14 @@ def pending_batches(
 
 
 def _batches_by_email(
-    emails: list[str], incident: str, batch_size: int
+    emails: list[str], incident: str, batch_size: int, sign_out: bool
 ) -> Iterator[list[str]]:
     for start in range(0, len(emails), batch_size):
         chunk = emails[start : start + batch_size]
         ids = list(
             db.session.execute(
                 select(Account.id)
-                .where(_not_done(incident), Account.email.in_(chunk))
+                .where(_not_done(incident, sign_out), Account.email.in_(chunk))
                 .order_by(Account.id)
             ).scalars()
         )
@@ -144,42 +185,147 @@ def count_known(emails: Iterable[str], batch_size: int = BATCH_SIZE) -> int:
 def force_reset_batch(
     account_ids: list[str], incident: str, sign_out: bool
 ) -> BatchResult:
-    """Mark ``account_ids`` must-reset, cut each off everywhere when
-    ``sign_out`` (the same one-row cut-off as "sign out of all devices"),
-    record the event and queue the notice; commits, all or nothing."""
-    result = BatchResult(account_ids=list(account_ids))
-    result.marked = db.session.execute(
-        update(Account)
-        .where(Account.id.in_(account_ids), Account.must_reset_password.is_(False))
-        .values(must_reset_password=True)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    rows = db.session.execute(
-        select(Account.id, Account.email, Account.name, Account.status)
-        .where(Account.id.in_(account_ids))
-        .order_by(Account.id)
-    ).all()
-    for row in rows:
-        if sign_out:
-            sign_out_account(row.id)
-            result.signed_out += 1
-        if row.status != AccountStatus.ACTIVE:
-            continue  # marked for when it returns, but nobody reads its mail
-        queued = queue_email(
-            row.email,
-            NOTICE_TEMPLATE,
-            dedupe_key=dedupe_key(incident, row.id),
-            account=row,
-            signed_out=sign_out,
-        )
-        result.emails_queued += queued is not None
-    # Added last, so that they reach the database as one multi-row insert.
-    for row in rows:
-        record_event(
-            EventTag.PASSWORD_RESET_FORCED,
-            row.id,
-            incident=incident,
-            signed_out=sign_out,
-        )
+    """Do ``account_ids`` for ``incident`` in one transaction of a constant
+    number of statements, and commit: mark the password accounts must-reset,
+    with ``sign_out`` cut every account off everywhere (the generation bump
+    of "sign out of all devices"), record one event each and queue one
+    notice each to the active ones. Accounts another run did meanwhile are
+    left out, so each account is done once."""
+    result = BatchResult()
+    rows = _claim(account_ids, incident, sign_out)
+    if not rows:
+        db.session.commit()
+        return result
+    result.account_ids = [row.id for row in rows]
+    result.marked = sum(not _is_sso_only(row) for row in rows)
+    if sign_out:
+        # The generation before the bump is the one cut off.
+        cut_offs = [(row.id, row.generation - 1) for row in rows]
+        queue_logout_for_accounts(cut_offs, f"{incident}:{rows[0].id}")
+        result.signed_out = len(rows)
+        result.sso_only_signed_out = len(rows) - result.marked
+    _record_events(rows, incident, sign_out)
+    result.emails_queued = queue_notices(rows, incident, sign_out)
     db.session.commit()
     return result
+
+
+def _is_sso_only(row: Row) -> bool:
+    return row.password_length is None
+
+
+def _claim(account_ids: list[str], incident: str, sign_out: bool) -> list[Row]:
+    """One UPDATE of the accounts still to do among ``account_ids``; their
+    rows as they are after it. The not-done condition is checked again in
+    the statement itself, under the row locks, against a concurrent run."""
+    values: dict = {
+        Account.must_reset_password: case(
+            (Account.password_hash.is_not(None), True),
+            else_=Account.must_reset_password,
+        )
+    }
+    if sign_out:
+        values[Account.generation] = Account.generation + 1
+    return list(
+        db.session.execute(
+            update(Account)
+            .where(Account.id.in_(account_ids), _not_done(incident, sign_out))
+            .values(values)
+            .returning(
+                Account.id,
+                Account.email,
+                Account.name,
+                Account.status,
+                Account.generation,
+                # NULL exactly for an SSO-only account. (SQLite 3.40 answers
+                # "password_hash IS NULL" wrongly in this RETURNING clause.)
+                func.length(Account.password_hash).label("password_length"),
+            )
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+
+
+def _record_events(rows: list[Row], incident: str, sign_out: bool) -> None:
+    now = utcnow()
+    db.session.execute(
+        insert(SecurityEvent),
+        [
+            {
+                "account_id": row.id,
+                "tag": str(
+                    EventTag.SIGNED_OUT_FOR_INCIDENT
+                    if _is_sso_only(row)
+                    else EventTag.PASSWORD_RESET_FORCED
+                ),
+                "ip": "",
+                "user_agent": "",
+                "device_id": None,
+                "details": {"incident": incident, "signed_out": sign_out},
+                "created_at": now,
+            }
+            for row in rows
+        ],
+    )
+
+
+def queue_notices(rows: list[Row], incident: str, sign_out: bool) -> int:
+    """Queue the notice of each active account in ``rows`` with one
+    multi-row INSERT; the bodies are sealed as every queued email's are
+    (app.mail.services). Returns how many were queued (a notice queued
+    before for the same account and incident is not queued again)."""
+    active = [row for row in rows if row.status == AccountStatus.ACTIVE]
+    if not active:
+        return 0
+    providers = _provider_names([row.id for row in active if _is_sso_only(row)])
+    now = utcnow()
+    messages = [
+        {
+            "kind": EMAIL_KIND,
+            "payload": _notice(row, providers, sign_out),
+            "dedupe_key": dedupe_key(incident, row.id),
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for row in active
+    ]
+    insert_ = postgresql.insert if _dialect() == "postgresql" else sqlite.insert
+    queued = db.session.execute(
+        insert_(OutboxMessage)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OutboxMessage.id),
+        messages,
+    )
+    return len(queued.all())
+
+
+def _notice(row: Row, providers: dict[str, list[str]], sign_out: bool) -> dict:
+    if _is_sso_only(row):
+        names = providers.get(row.id) or ["the service you signed up with"]
+        return email_payload(
+            row.email,
+            SSO_NOTICE_TEMPLATE,
+            account=row,
+            providers=" or ".join(names),
+        )
+    return email_payload(row.email, NOTICE_TEMPLATE, account=row, signed_out=sign_out)
+
+
+def _provider_names(account_ids: list[str]) -> dict[str, list[str]]:
+    """The display names of the providers each account signs in with."""
+    if not account_ids:
+        return {}
+    configured = current_app.extensions["latchkey"].federation.providers
+    names: dict[str, list[str]] = {}
+    for account_id, slug in db.session.execute(
+        select(FederatedIdentity.account_id, FederatedIdentity.provider)
+        .where(FederatedIdentity.account_id.in_(account_ids))
+        .order_by(FederatedIdentity.account_id, FederatedIdentity.provider)
+    ):
+        provider = configured.get(slug)
+        names.setdefault(account_id, []).append(provider.name if provider else slug)
+    return names
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name

@@ -2,7 +2,8 @@
 
 - ``force-password-reset``: mark accounts so that they must choose a new
   password before they get any token, optionally signing them out
-  everywhere, and email each one a notice. Batched, resumable, idempotent.
+  everywhere (SSO-only accounts too), and email each one a notice. Batched
+  set-based, resumable, idempotent.
 - ``sign-out-everyone``: cut off every session and grant of every account
   in a constant number of statements.
 """
@@ -81,7 +82,9 @@ def _selection(everyone, emails_file, since) -> tuple[Selection, list[str]]:
 @click.option(
     "--sign-out",
     is_flag=True,
-    help="Also sign them out of every device and app.",
+    help="Also sign them out of every device and app; SSO-only accounts, "
+    "which have no password to reset, are signed out and told to sign in "
+    "again through their provider.",
 )
 @click.option(
     "--incident",
@@ -106,8 +109,10 @@ def force_password_reset(
     everyone, emails_file, since, sign_out, incident, batch_size, max_batches, as_json
 ):
     """Make accounts choose a new password before they get any token, and
-    email each one a notice. Safe to stop and run again: accounts already
-    done for the incident are skipped, and nobody is emailed twice."""
+    email each one a notice; with --sign-out, also sign every account in the
+    set out everywhere, SSO-only ones included. Safe to stop and run again:
+    accounts already done for the incident are skipped, and nobody is
+    signed out or emailed twice."""
     selection, invalid = _selection(everyone, emails_file, since)
     day = (since or datetime.now(UTC)).strftime("%Y-%m-%d")
     try:
@@ -123,6 +128,7 @@ def force_password_reset(
         "accounts": 0,
         "marked": 0,
         "signed_out": 0,
+        "sso_only_signed_out": 0,
         "emails_queued": 0,
         "complete": False,
     }
@@ -131,7 +137,7 @@ def force_password_reset(
         summary["unknown_emails"] = len(selection.emails) - known
         summary["invalid_lines"] = invalid
     click.echo(f"incident {incident}: forcing password resets", err=True)
-    batches = pending_batches(selection, incident, batch_size)
+    batches = pending_batches(selection, incident, batch_size, sign_out)
     try:
         for ids in batches:
             done = force_reset_batch(ids, incident, sign_out)
@@ -161,6 +167,7 @@ def _add(summary: dict, done) -> None:
     summary["accounts"] += len(done.account_ids)
     summary["marked"] += done.marked
     summary["signed_out"] += done.signed_out
+    summary["sso_only_signed_out"] += done.sso_only_signed_out
     summary["emails_queued"] += done.emails_queued
 
 

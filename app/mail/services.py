@@ -27,6 +27,13 @@ def queue_email(
     The subject is the text template's first line. ``dedupe_key`` makes a
     re-run of a batch job queue each notice once.
     """
+    return enqueue(KIND, email_payload(to, template, **context), dedupe_key=dedupe_key)
+
+
+def email_payload(to: str, template: str, **context) -> dict:
+    """The outbox payload of one email: {"to", "subject", "sealed_body"},
+    the rendered text and HTML sealed under the KEK. Needs an app context;
+    for callers that insert many outbox rows in one statement."""
     settings = current_app.config["LATCHKEY"]
     context.setdefault("issuer", settings.issuer)
     text = render_template(f"mail/{template}.txt", **context)
@@ -35,15 +42,11 @@ def queue_email(
     sealed = current_app.extensions["latchkey"].encryption.encrypt(
         json.dumps({"text": body.lstrip("\n"), "html": html}).encode(), _PURPOSE
     )
-    return enqueue(
-        KIND,
-        {
-            "to": to,
-            "subject": subject.strip(),
-            "sealed_body": base64.b64encode(sealed).decode(),
-        },
-        dedupe_key=dedupe_key,
-    )
+    return {
+        "to": to,
+        "subject": subject.strip(),
+        "sealed_body": base64.b64encode(sealed).decode(),
+    }
 
 
 def build_message(payload: dict, body: dict, sender: str) -> EmailMessage:
