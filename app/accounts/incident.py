@@ -46,7 +46,7 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.logout.backchannel import queue_logout_for_accounts
 from app.mail.services import KIND as EMAIL_KIND
-from app.mail.services import email_payload
+from app.mail.services import MailMerge
 from app.models import (
     Account,
     AccountStatus,
@@ -272,17 +272,18 @@ def _record_events(rows: list[Row], incident: str, sign_out: bool) -> None:
 def queue_notices(rows: list[Row], incident: str, sign_out: bool) -> int:
     """Queue the notice of each active account in ``rows`` with one
     multi-row INSERT; the bodies are sealed as every queued email's are
-    (app.mail.services). Returns how many were queued (a notice queued
-    before for the same account and incident is not queued again)."""
+    (app.mail.services.MailMerge). Returns how many were queued (a notice
+    queued before for the same account and incident is not queued again)."""
     active = [row for row in rows if row.status == AccountStatus.ACTIVE]
     if not active:
         return 0
     providers = _provider_names([row.id for row in active if _is_sso_only(row)])
+    merges: dict[str | None, MailMerge] = {}
     now = utcnow()
     messages = [
         {
             "kind": EMAIL_KIND,
-            "payload": _notice(row, providers, sign_out),
+            "payload": _notice(row, providers, merges, sign_out),
             "dedupe_key": dedupe_key(incident, row.id),
             "next_attempt_at": now,
             "created_at": now,
@@ -299,20 +300,28 @@ def queue_notices(rows: list[Row], incident: str, sign_out: bool) -> int:
     return len(queued.all())
 
 
-def _notice(row: Row, providers: dict[str, list[str]], sign_out: bool) -> dict:
-    if _is_sso_only(row):
-        names = providers.get(row.id) or ["the service you signed up with"]
-        return email_payload(
-            row.email,
-            SSO_NOTICE_TEMPLATE,
-            account=row,
-            providers=" or ".join(names),
-        )
-    return email_payload(row.email, NOTICE_TEMPLATE, account=row, signed_out=sign_out)
+def _notice(
+    row: Row,
+    providers: dict[str, str],
+    merges: dict[str | None, MailMerge],
+    sign_out: bool,
+) -> dict:
+    """The sealed notice for ``row``; each kind of notice (and, for SSO-only
+    accounts, each set of providers) is rendered once per batch."""
+    if not _is_sso_only(row):
+        variant = None
+        if variant not in merges:
+            merges[variant] = MailMerge(NOTICE_TEMPLATE, signed_out=sign_out)
+    else:
+        variant = providers.get(row.id) or "the service you signed up with"
+        if variant not in merges:
+            merges[variant] = MailMerge(SSO_NOTICE_TEMPLATE, providers=variant)
+    return merges[variant].payload(row.email)
 
 
-def _provider_names(account_ids: list[str]) -> dict[str, list[str]]:
-    """The display names of the providers each account signs in with."""
+def _provider_names(account_ids: list[str]) -> dict[str, str]:
+    """The display names of the providers each account signs in with
+    ("A" or "A or B"), by account id."""
     if not account_ids:
         return {}
     configured = current_app.extensions["latchkey"].federation.providers
@@ -324,7 +333,7 @@ def _provider_names(account_ids: list[str]) -> dict[str, list[str]]:
     ):
         provider = configured.get(slug)
         names.setdefault(account_id, []).append(provider.name if provider else slug)
-    return names
+    return {account_id: " or ".join(listed) for account_id, listed in names.items()}
 
 
 def _dialect() -> str:

@@ -116,16 +116,16 @@ def event_count(app, tag: EventTag) -> int:
 
 def crash_on_notice(monkeypatch, n: int) -> None:
     """Make the ``n``th notice built from now on raise, as a crash would."""
-    real_email_payload = incident_module.email_payload
+    real_payload = incident_module.MailMerge.payload
     calls = {"n": 0}
 
-    def failing_email_payload(*args, **kwargs):
+    def failing_payload(self, to):
         calls["n"] += 1
         if calls["n"] == n:
             raise RuntimeError("simulated crash")
-        return real_email_payload(*args, **kwargs)
+        return real_payload(self, to)
 
-    monkeypatch.setattr(incident_module, "email_payload", failing_email_payload)
+    monkeypatch.setattr(incident_module.MailMerge, "payload", failing_payload)
 
 
 @contextmanager
@@ -293,8 +293,12 @@ def test_sign_out_of_password_and_sso_only_accounts_resumes_and_tells_each_once(
     assert forced == set(ids) - set(sso)
     # One notice each, of the right kind.
     assert set(notices) == set(ids)
+    emails = {i: f"bulk-{i[:6]}-{n}@example.com" for n, i in enumerate(ids)}
     for account_id in ids:
         notice = notices[account_id]
+        # The merged address is each recipient's own, in both parts.
+        assert emails[account_id] in notice["text"]
+        assert f"<strong>{emails[account_id]}</strong>" in notice["html"]
         if account_id in sso:
             assert notice["subject"] == "We signed you out of every device"
             assert "sign in again through Upstream SSO" in notice["text"]
