@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -101,21 +102,26 @@ def seed(app, count: int, sso_every: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_command(env: dict, *extra: str) -> tuple[dict, float]:
-    """The operator's command in a subprocess; (its JSON summary, seconds)."""
+def run_command(env: dict, *extra: str) -> tuple[dict, float, float]:
+    """The operator's command in a subprocess; (its JSON summary, seconds,
+    CPU seconds the command itself used, the database server's not
+    included)."""
     command = [
         sys.executable, "-m", "flask", "--app", "app", "security",
         "force-password-reset", "--all", "--sign-out", "--incident", INCIDENT,
         "--json", *extra,
     ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout), elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(done.stdout), elapsed, cpu
 
 
 def check(app, count: int, sso: int) -> dict:
@@ -168,10 +174,13 @@ def main(argv=None) -> int:
         seeded = seed(app, args.accounts, args.sso_every)
         print(f"seeded {args.accounts} accounts ({sso} SSO-only) in {seeded:.1f} s")
         size = ("--batch-size", str(args.batch_size))
-        first, t1 = run_command(env, *size, "--max-batches", str(args.stop_after))
+        load_before = os.getloadavg()
+        stop = ("--max-batches", str(args.stop_after))
+        first, t1, cpu1 = run_command(env, *size, *stop)
         print(f"first run, stopped after {first['batches']} batches: {t1:.1f} s")
-        rest, t2 = run_command(env, *size)
+        rest, t2, cpu2 = run_command(env, *size)
         print(f"resumed run to the end: {t2:.1f} s")
+        load_after = os.getloadavg()
         checked = check(app, args.accounts, sso)
     finally:
         database.drop()
@@ -187,6 +196,12 @@ def main(argv=None) -> int:
         "seconds_resumed_run": round(t2, 2),
         "seconds_total": round(total, 2),
         "accounts_per_second": round(rate),
+        "command_cpu_seconds": round(cpu1 + cpu2, 2),
+        # The machine's load average (1, 5, 15 min) before and after: the
+        # wall-clock figures mean little on a machine busier than its cores.
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "cpu_count": os.cpu_count(),
         "million_extrapolated_seconds": round(1_000_000 / rate, 1),
         "first": first,
         "resumed": rest,
