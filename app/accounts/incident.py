@@ -66,6 +66,7 @@ BATCH_SIZE = 500
 INCIDENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NOTICE_TEMPLATE = "reset_forced"
 SSO_NOTICE_TEMPLATE = "signed_out_incident"
+LOCK = "latchkey-incident:"
 
 
 class InvalidIncidentName(ValueError):
@@ -198,6 +199,7 @@ def force_reset_batch(
     notice each to the active ones. Accounts another run did meanwhile are
     left out, so each account is done once."""
     result = BatchResult()
+    _serialize_runs(incident)
     rows = _claim(account_ids, incident, sign_out)
     if not rows:
         db.session.commit()
@@ -214,6 +216,19 @@ def force_reset_batch(
     result.emails_queued = queue_notices(rows, incident, sign_out)
     db.session.commit()
     return result
+
+
+def _serialize_runs(incident: str) -> None:
+    """On PostgreSQL, let one batch of ``incident`` run at a time (a
+    transaction-scoped advisory lock), so that two runs started at once (two
+    terminals, a retried Job) cannot both claim an SSO-only account: a
+    waiting batch's claim then sees the notices the other one committed.
+    (A password account is protected by its flag in any case; SQLite
+    serializes writers by itself.)"""
+    if _dialect() == "postgresql":
+        db.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext(literal(LOCK + incident))))
+        )
 
 
 def _is_sso_only(row: Row) -> bool:

@@ -315,6 +315,31 @@ def test_sign_out_of_password_and_sso_only_accounts_resumes_and_tells_each_once(
     assert sorted(cut_offs) == sorted([i, 0] for i in ids)
 
 
+def test_a_batch_leaves_out_accounts_another_run_did_meanwhile(app):
+    ids = bulk_accounts(app, 6)
+    sso_only(app, ids[:3])
+    with app.test_request_context():
+        # Two runs selected the same batch; the first one committed it ...
+        [selected] = list(
+            incident_module.pending_batches(
+                incident_module.Selection(everyone=True), "race", 10, True
+            )
+        )
+        first = incident_module.force_reset_batch(selected, "race", True)
+        # ... and the second one's stale selection claims nothing.
+        second = incident_module.force_reset_batch(selected, "race", True)
+        db.session.remove()
+    assert sorted(first.account_ids) == sorted(ids)
+    assert second.account_ids == []
+    assert second.emails_queued == second.signed_out == 0
+    generations = select(Account.generation).where(Account.id.in_(ids))
+    with app.app_context():
+        assert set(db.session.execute(generations).scalars()) == {1}
+        db.session.remove()
+    assert notice_count(app, "race") == (6, 6)
+    assert event_count(app, EventTag.SIGNED_OUT_FOR_INCIDENT) == 3
+
+
 def test_a_batch_is_the_same_few_statements_whatever_its_size(app, cli):
     ids = bulk_accounts(app, 1100)
     sso_only(app, ids[::4])
