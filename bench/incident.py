@@ -20,6 +20,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,6 +103,50 @@ def seed(app, count: int, sso_every: int) -> float:
     return time.perf_counter() - t0
 
 
+class BackendCPU:
+    """CPU seconds used by the PostgreSQL server processes serving
+    ``database`` while the block runs, read from /proc every 0.2 s (the
+    server runs on this machine; a backend's last 0.2 s can be missed)."""
+
+    def __init__(self, admin_url: str, database: str):
+        self.admin_url, self.database = admin_url, database
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+    def _poll(self) -> None:
+        if not self.database.startswith("latchkey_bench_"):
+            return  # SQLite: no server
+        import psycopg
+
+        tick = os.sysconf("SC_CLK_TCK")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            while not self._stop.wait(0.2):
+                pids = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                    (self.database,),
+                ).fetchall()
+                for (pid,) in pids:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().split()
+                    except OSError:
+                        continue
+                    used = (int(fields[13]) + int(fields[14])) / tick
+                    self.seen[pid] = max(self.seen.get(pid, 0.0), used)
+
+
 def run_command(env: dict, *extra: str) -> tuple[dict, float, float]:
     """The operator's command in a subprocess; (its JSON summary, seconds,
     CPU seconds the command itself used, the database server's not
@@ -176,10 +221,12 @@ def main(argv=None) -> int:
         size = ("--batch-size", str(args.batch_size))
         load_before = os.getloadavg()
         stop = ("--max-batches", str(args.stop_after))
-        first, t1, cpu1 = run_command(env, *size, *stop)
-        print(f"first run, stopped after {first['batches']} batches: {t1:.1f} s")
-        rest, t2, cpu2 = run_command(env, *size)
-        print(f"resumed run to the end: {t2:.1f} s")
+        server_cpu = BackendCPU(args.pg_admin_url, database.name)
+        with server_cpu:
+            first, t1, cpu1 = run_command(env, *size, *stop)
+            print(f"first run, stopped after {first['batches']} batches: {t1:.1f} s")
+            rest, t2, cpu2 = run_command(env, *size)
+            print(f"resumed run to the end: {t2:.1f} s")
         load_after = os.getloadavg()
         checked = check(app, args.accounts, sso)
     finally:
@@ -197,6 +244,12 @@ def main(argv=None) -> int:
         "seconds_total": round(total, 2),
         "accounts_per_second": round(rate),
         "command_cpu_seconds": round(cpu1 + cpu2, 2),
+        "database_server_cpu_seconds": round(server_cpu.seconds, 2),
+        # What a machine with nothing else to do would need, at most one
+        # core busy at a time (the command waits for each statement).
+        "cpu_bound_million_seconds": round(
+            (cpu1 + cpu2 + server_cpu.seconds) * 1_000_000 / args.accounts, 1
+        ),
         # The machine's load average (1, 5, 15 min) before and after: the
         # wall-clock figures mean little on a machine busier than its cores.
         "loadavg_before": load_before,

@@ -44,7 +44,6 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm")  # noqa: 
 # default trusts the pod network's peers and relies on the NetworkPolicy /
 # Service to keep everyone else out (docs/PRODUCTION.md, "TLS and proxies").
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
-proxy_allow_ips = forwarded_allow_ips
 
 # gunicorn's access log prints the request line, whose path and query can
 # carry authorization codes, reset and verification links and tokens
