@@ -54,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sso-every", type=int, default=10, help="1 in N is SSO-only")
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument("--stop-after", type=int, default=3, help="batches, first run")
+    p.add_argument("--jobs", type=int, default=1, help="batches side by side")
     p.add_argument("--pg-admin-url", default=data.PG_ADMIN_URL)
     p.add_argument("--out", type=Path)
     return p.parse_args(argv)
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
         sso = len(range(0, args.accounts, args.sso_every))
         seeded = seed(app, args.accounts, args.sso_every)
         print(f"seeded {args.accounts} accounts ({sso} SSO-only) in {seeded:.1f} s")
-        size = ("--batch-size", str(args.batch_size))
+        size = ("--batch-size", str(args.batch_size), "--jobs", str(args.jobs))
         load_before = os.getloadavg()
         stop = ("--max-batches", str(args.stop_after))
         server_cpu = BackendCPU(args.pg_admin_url, database.name)
@@ -239,6 +240,7 @@ def main(argv=None) -> int:
         "accounts": args.accounts,
         "sso_only": sso,
         "batch_size": args.batch_size,
+        "jobs": args.jobs,
         "seconds_first_run": round(t1, 2),
         "seconds_resumed_run": round(t2, 2),
         "seconds_total": round(total, 2),

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -189,6 +191,88 @@ def count_known(emails: Iterable[str], batch_size: int = BATCH_SIZE) -> int:
     return known
 
 
+class IncidentInProgress(Exception):
+    """Another run of the same incident holds its lock (PostgreSQL)."""
+
+
+@contextmanager
+def incident_lock(incident: str) -> Iterator[None]:
+    """Hold the run-wide lock of ``incident`` (a PostgreSQL session advisory
+    lock on a connection of its own) or raise IncidentInProgress.
+
+    One run at a time per incident, so that two runs started at once (two
+    terminals, a retried Job) cannot both claim an SSO-only account: the
+    claim re-checks a password account's flag under its row lock, but a
+    NOT EXISTS over another run's uncommitted notices sees nothing. Within
+    a run, batches are disjoint and may run side by side. SQLite
+    serializes writers by itself."""
+    if _dialect() != "postgresql":
+        yield
+        return
+    key = func.hashtext(literal(LOCK + incident))
+    with db.engine.connect() as conn:
+        if not conn.execute(select(func.pg_try_advisory_lock(key))).scalar():
+            raise IncidentInProgress(incident)
+        try:
+            yield
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(key)))
+            conn.commit()
+
+
+class BatchRunner:
+    """Runs the batches of one incident, ``jobs`` at a time, each in its own
+    thread, session and transaction (PostgreSQL; SQLite runs one at a time),
+    and yields each BatchResult as it completes. ``stopped_early`` tells
+    whether ``max_batches`` stopped it before the selection ran out."""
+
+    def __init__(self, incident: str, sign_out: bool, jobs: int = 1, max_batches=None):
+        self.incident, self.sign_out = incident, sign_out
+        self.jobs = jobs if _dialect() == "postgresql" else 1
+        self.max_batches = max_batches
+        self.stopped_early = False
+
+    def run(self, batches: Iterator[list[str]]) -> Iterator[BatchResult]:
+        if self.jobs == 1:
+            yield from self._inline(batches)
+            return
+        app = current_app._get_current_object()
+        in_flight: set[Future] = set()
+        taken = 0
+        with ThreadPoolExecutor(self.jobs) as pool:
+            while True:
+                while len(in_flight) < self.jobs and not self._enough(taken):
+                    ids = next(batches, None)
+                    if ids is None:
+                        break
+                    in_flight.add(pool.submit(self._in_thread, app, ids))
+                    taken += 1
+                if not in_flight:
+                    return
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+
+    def _inline(self, batches: Iterator[list[str]]) -> Iterator[BatchResult]:
+        for taken, ids in enumerate(batches, start=1):
+            yield force_reset_batch(ids, self.incident, self.sign_out)
+            if self._enough(taken):
+                return
+
+    def _enough(self, taken: int) -> bool:
+        if self.max_batches and taken >= self.max_batches:
+            self.stopped_early = True
+            return True
+        return False
+
+    def _in_thread(self, app, ids: list[str]) -> BatchResult:
+        with app.app_context():
+            try:
+                return force_reset_batch(ids, self.incident, self.sign_out)
+            finally:
+                db.session.remove()
+
+
 def force_reset_batch(
     account_ids: list[str], incident: str, sign_out: bool
 ) -> BatchResult:
@@ -199,7 +283,6 @@ def force_reset_batch(
     notice each to the active ones. Accounts another run did meanwhile are
     left out, so each account is done once."""
     result = BatchResult()
-    _serialize_runs(incident)
     rows = _claim(account_ids, incident, sign_out)
     if not rows:
         db.session.commit()
@@ -216,19 +299,6 @@ def force_reset_batch(
     result.emails_queued = queue_notices(rows, incident, sign_out)
     db.session.commit()
     return result
-
-
-def _serialize_runs(incident: str) -> None:
-    """On PostgreSQL, let one batch of ``incident`` run at a time (a
-    transaction-scoped advisory lock), so that two runs started at once (two
-    terminals, a retried Job) cannot both claim an SSO-only account: a
-    waiting batch's claim then sees the notices the other one committed.
-    (A password account is protected by its flag in any case; SQLite
-    serializes writers by itself.)"""
-    if _dialect() == "postgresql":
-        db.session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtext(literal(LOCK + incident))))
-        )
 
 
 def _is_sso_only(row: Row) -> bool:

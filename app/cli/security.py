@@ -17,11 +17,13 @@ from flask.cli import with_appcontext
 
 from app.accounts.incident import (
     BATCH_SIZE,
+    BatchRunner,
+    IncidentInProgress,
     InvalidIncidentName,
     Selection,
     check_incident_name,
     count_known,
-    force_reset_batch,
+    incident_lock,
     pending_batches,
 )
 from app.accounts.services import InvalidEmail, normalize_email
@@ -103,10 +105,25 @@ def _selection(everyone, emails_file, since) -> tuple[Selection, list[str]]:
     type=click.IntRange(min=1),
     help="Stop after this many batches; run the command again to go on.",
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Batches run side by side (PostgreSQL; each holds a connection).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @with_appcontext
 def force_password_reset(
-    everyone, emails_file, since, sign_out, incident, batch_size, max_batches, as_json
+    everyone,
+    emails_file,
+    since,
+    sign_out,
+    incident,
+    batch_size,
+    max_batches,
+    jobs,
+    as_json,
 ):
     """Make accounts choose a new password before they get any token, and
     email each one a notice; with --sign-out, also sign every account in the
@@ -138,20 +155,23 @@ def force_password_reset(
         summary["invalid_lines"] = invalid
     click.echo(f"incident {incident}: forcing password resets", err=True)
     batches = pending_batches(selection, incident, batch_size, sign_out)
+    runner = BatchRunner(incident, sign_out, jobs, max_batches)
     try:
-        for ids in batches:
-            done = force_reset_batch(ids, incident, sign_out)
-            _add(summary, done)
-            click.echo(
-                f"batch {summary['batches']}: {len(ids)} accounts "
-                f"({summary['accounts']} so far, "
-                f"{summary['emails_queued']} notices queued)",
-                err=True,
-            )
-            if max_batches and summary["batches"] >= max_batches:
-                break
-        else:
-            summary["complete"] = True
+        with incident_lock(incident):
+            for done in runner.run(batches):
+                _add(summary, done)
+                click.echo(
+                    f"batch {summary['batches']}: {len(done.account_ids)} accounts "
+                    f"({summary['accounts']} so far, "
+                    f"{summary['emails_queued']} notices queued)",
+                    err=True,
+                )
+        summary["complete"] = not runner.stopped_early
+    except IncidentInProgress:
+        raise click.ClickException(
+            f"another run of incident {incident} is in progress; "
+            "run this one again when it has finished"
+        ) from None
     except KeyboardInterrupt:
         db.session.rollback()  # the batch in progress did nothing
         click.echo("interrupted; run the same command again to go on", err=True)

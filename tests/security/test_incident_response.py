@@ -250,8 +250,9 @@ def test_sign_out_of_password_and_sso_only_accounts_resumes_and_tells_each_once(
     assert isinstance(cli(*command).exception, RuntimeError)
     monkeypatch.undo()
     assert notice_count(app, incident) == (450, 450)
-    # ... and one to the end, and one more that finds nothing left.
-    rest = summary(cli(*command, "--json"))
+    # ... and one to the end (two batches at a time on PostgreSQL), and one
+    # more that finds nothing left.
+    rest = summary(cli(*command, "--jobs", "2", "--json"))
     assert rest["complete"] is True
     assert rest["accounts"] == rest["signed_out"] == rest["emails_queued"] == 550
     assert rest["sso_only_signed_out"] == 110
@@ -338,6 +339,28 @@ def test_a_batch_leaves_out_accounts_another_run_did_meanwhile(app):
         db.session.remove()
     assert notice_count(app, "race") == (6, 6)
     assert event_count(app, EventTag.SIGNED_OUT_FOR_INCIDENT) == 3
+
+
+def test_a_second_run_of_an_incident_in_progress_is_refused(app, cli):
+    ids = bulk_accounts(app, 4)
+    sso_only(app, ids[:2])
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite serializes writers by itself")
+        with incident_module.incident_lock("held"):
+            result = cli(
+                "security", "force-password-reset", "--all", "--sign-out",
+                "--incident", "held",
+            )  # fmt: skip
+        db.session.remove()
+    assert result.exit_code == 1
+    assert "another run of incident held is in progress" in result.output
+    assert notice_count(app, "held") == (0, 0)
+    # Once the first run is over, the same command does the work.
+    assert summary(
+        cli("security", "force-password-reset", "--all", "--sign-out",
+            "--incident", "held", "--json")
+    )["accounts"] == 4  # fmt: skip
 
 
 def test_a_batch_is_the_same_few_statements_whatever_its_size(app, cli):
