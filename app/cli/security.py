@@ -3,7 +3,8 @@
 - ``force-password-reset``: mark accounts so that they must choose a new
   password before they get any token, optionally signing them out
   everywhere (SSO-only accounts too), and email each one a notice. Batched
-  set-based, resumable, idempotent.
+  set-based (optionally several batches at once), resumable, idempotent,
+  one run per incident at a time.
 - ``sign-out-everyone``: cut off every session and grant of every account
   in a constant number of statements.
 """
