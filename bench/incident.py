@@ -252,6 +252,15 @@ def main(argv=None) -> int:
         "cpu_bound_million_seconds": round(
             (cpu1 + cpu2 + server_cpu.seconds) * 1_000_000 / args.accounts, 1
         ),
+        # The least a million could take with every core free: the command's
+        # threads share one interpreter lock (one core at most), the server's
+        # backends use the rest.
+        "free_cores_million_seconds": round(
+            _lower_bound(cpu1 + cpu2, server_cpu.seconds, args.jobs)
+            * 1_000_000
+            / args.accounts,
+            1,
+        ),
         # The machine's load average (1, 5, 15 min) before and after: the
         # wall-clock figures mean little on a machine busier than its cores.
         "loadavg_before": load_before,
@@ -266,6 +275,13 @@ def main(argv=None) -> int:
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _lower_bound(command_cpu: float, server_cpu: float, jobs: int) -> float:
+    cores = os.cpu_count() or 1
+    if jobs == 1:  # the command and its one backend wait for each other
+        return command_cpu + server_cpu
+    return max(command_cpu, (command_cpu + server_cpu) / min(cores, jobs + 1))
 
 
 def _providers_file() -> Path:
