@@ -56,6 +56,8 @@ def latchkey_env(database_url: str, redis_url: str | None, port: int = PORT) -> 
     }
     if redis_url:
         env["LATCHKEY_REDIS_URL"] = redis_url
+    else:  # production refuses per-process limits unless told (config.py)
+        env["LATCHKEY_RATELIMIT_PER_PROCESS"] = "true"
     return env
 
 
