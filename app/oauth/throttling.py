@@ -39,4 +39,4 @@ def _failed(response: Response) -> bool:
     return body.get("error") not in POLLING_ERRORS
 
 
-token_client_limit = failure_limit("token_client", client_id_key, _failed, lazy=True)
+token_client_limit = failure_limit("token_client", client_id_key, _failed)

@@ -148,9 +148,26 @@ def count_unchecked_failures(response: Response) -> Response:
         try:
             for item in items:
                 limiter.limiter.hit(item, *prefix, key, _scope(name))
-        except Exception:  # the store is away: as with a checked attempt
+        except Exception:
+            # The store is away: do what Flask-Limiter does when a checked
+            # attempt finds it away (count in this process from now on,
+            # until it recovers), and count this failure there.
             log.warning("could not count a %s failure", name, exc_info=True)
+            _fall_back(items, [*prefix, key, _scope(name)])
     return response
+
+
+def _fall_back(items, args) -> None:
+    fallback = getattr(limiter, "_fallback_limiter", None)
+    if fallback is None or not getattr(limiter, "_in_memory_fallback_enabled", False):
+        return
+    limiter._storage_dead = True
+    for item in items:
+        fallback.hit(item, *args)
+    # This request's own metrics hook has already run: tell it now.
+    from app.metrics import note_fallback
+
+    note_fallback(True)
 
 
 def attempt_limit(name: str, key_func: Callable[[], str]):
