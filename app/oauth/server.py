@@ -7,12 +7,14 @@ and what is live is in our services (tokens.py, refresh.py, revocation).
 from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -83,6 +85,35 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
             raise InvalidClientError(
                 status_code=401, description="Client authentication failed."
             ) from exc
+
+    def get_authorization_grant(self, request):
+        """Authlib's grant for this response_type, or unsupported_response_type.
+
+        Authlib puts an unknown response_type into its error description,
+        whose characters RFC 6749 §4.1.2.1 limits to %x20-21 / %x23-5B /
+        %x5D-7E, and refuses (a ValueError, so a 500) to build an error
+        holding any other. A value with such a character names no response
+        type, so it gets the same error, told without echoing it.
+        """
+        response_type = request.payload.response_type or ""
+        if invalid_error_characters(response_type):
+            raise UnsupportedResponseTypeError(
+                "",
+                "The response type is not supported.",
+                redirect_uri=self._redirect_uri_for_error(request),
+            )
+        return super().get_authorization_grant(request)
+
+    def _redirect_uri_for_error(self, request) -> str | None:
+        # RFC 6749 §4.1.2.1: redirect an error only to a URI the client
+        # registered; otherwise the person is told on our own page.
+        client = self.query_client(request.payload.client_id)
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if not requested:
+            return client.get_default_redirect_uri()
+        return requested if client.check_redirect_uri(requested) else None
 
     def generate_token(
         self,
