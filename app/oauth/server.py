@@ -7,7 +7,7 @@ and what is live is in our services (tokens.py, refresh.py, revocation).
 from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.base import OAuth2Error, invalid_error_characters
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
@@ -86,6 +86,36 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
                 status_code=401, description="Client authentication failed."
             ) from exc
 
+    def validate_requested_scope(self, scope):
+        """Authlib's check that every scope is one we serve, after the
+        syntax: RFC 6749 §3.3, ``scope = scope-token *( SP scope-token )``
+        with ``scope-token = 1*NQCHAR``. An empty value is an omitted one
+        (§3.1); a value of spaces only names no scope and is invalid_scope,
+        not a request for the default."""
+        if scope and not scope.strip():
+            raise InvalidScopeError("The scope names no scope.")
+        super().validate_requested_scope(scope)
+
+    def get_consent_grant(self, request=None, end_user=None):
+        """Authlib's validation of an authorization request; an error for
+        any character in any parameter, never a 500.
+
+        Authlib builds some error descriptions from what was sent (an
+        unregistered ``redirect_uri``, for one) and refuses, with a
+        ValueError, to build one holding a character RFC 6749 §4.1.2.1
+        forbids there (outside %x20-21 / %x23-5B / %x5D-7E). Such a request
+        is invalid_request, told on our own page: the parameter that held
+        the character is not known to be a registered redirect URI.
+        """
+        try:
+            return super().get_consent_grant(request, end_user=end_user)
+        except ValueError as exc:
+            if not _refused_error_description(exc):
+                raise
+            raise InvalidRequestError(
+                "A parameter holds characters that are not allowed."
+            ) from exc
+
     def get_authorization_grant(self, request):
         """Authlib's grant for this response_type, or unsupported_response_type.
 
@@ -137,6 +167,14 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         if user is not None and user.grant is None:
             self.issuer_service.create_grant(user, client, scope, include_refresh_token)
         return self.issuer_service.token_response(client, scope, user)
+
+
+def _refused_error_description(exc: ValueError) -> bool:
+    """Whether ``exc`` is Authlib's OAuth2Error refusing its description."""
+    tb = exc.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code is OAuth2Error.__init__.__code__
 
 
 def _query_client(client_id):
