@@ -129,18 +129,21 @@ FREE_TEXT = {
     "passwords.change:password",
     "passwords.change:sign_out_everywhere",
     "passwords.reset:sign_out_everywhere",
+    # Advisory by OIDC Core §3.1.2.1: the OP may ignore what it cannot use.
+    "oauth.authorize:display",
+    "oauth.authorize:acr_values",
     # Item 4 of issue 8 (the `faults` branch) makes /authorize refuse
-    # max_age other than a non-negative integer and every parameter that
-    # discovery calls unsupported; until then these are ignored, so a
-    # request otherwise good goes through. Remove once that lands.
+    # max_age other than a non-negative integer, prompt values it does not
+    # advertise, every parameter discovery calls unsupported, and an
+    # id_token_hint that is no ID token of ours; until then these are
+    # ignored, so a request otherwise good goes through. Remove them from
+    # this set once that lands: the sweep then holds /authorize to it.
     "oauth.authorize:max_age",
+    "oauth.authorize:prompt",
     "oauth.authorize:request",
     "oauth.authorize:request_uri",
     "oauth.authorize:claims",
     "oauth.authorize:response_mode",
-    "oauth.authorize:display",
-    "oauth.authorize:acr_values",
-    "oauth.authorize:prompt",
     "oauth.authorize:id_token_hint",
 }
 # Submit buttons: any value means "pressed", so with a good CSRF token they
@@ -220,14 +223,18 @@ class Case:
     def send(self, client):
         method = self.route.method
         kwargs = {"headers": self.headers}
+        params = [(k, v() if callable(v) else v) for k, v in self.params]
         if method == "GET":
             if self.body is not None:
                 kwargs["query_string"] = self.body.decode("ascii")
             else:
-                kwargs["query_string"] = self.params
+                kwargs["query_string"] = params
             return client.open(self.path, method="GET", **kwargs)
         if self.json_body is not None:
-            return client.open(self.path, method=method, json=self.json_body, **kwargs)
+            body = self.json_body
+            if isinstance(body, dict):
+                body = {k: v() if callable(v) else v for k, v in body.items()}
+            return client.open(self.path, method=method, json=body, **kwargs)
         if self.body is not None:
             return client.open(
                 self.path,
@@ -236,8 +243,8 @@ class Case:
                 content_type=self.content_type,
                 **kwargs,
             )
-        files = any(not isinstance(v, str) for _, v in self.params)
-        data = _multi(self.params)
+        files = any(v is FILE for _, v in params)
+        data = _multi(params)
         if files:
             return client.open(
                 self.path,
@@ -249,7 +256,10 @@ class Case:
         return client.open(self.path, method=method, data=data, **kwargs)
 
     def __str__(self) -> str:
-        shown = [(k, v if isinstance(v, str) else "<file>") for k, v in self.params]
+        shown = [
+            (k, v if isinstance(v, str) else "<fresh>" if callable(v) else "<file>")
+            for k, v in self.params
+        ]
         return f"{self.route} [{self.label}] path={self.path!r} params={shown!r:.300}"
 
 
@@ -304,10 +314,16 @@ class Sweep:
             if name == except_name or name in BUTTONS:
                 continue
             if name == "csrf_token" or with_rest:
-                value = self.good.get(f"{route.endpoint}:{name}", self.good.get(name))
+                value = self._good(route, name)
                 if value is not None:
                     params.append((name, value))
         return params
+
+    def _good(self, route: Route, name: str):
+        """A good value for ``name``, or a callable that makes a fresh one
+        each time the request is sent (a nonce is good once, OIDC Core
+        §15.5.2, and a case may be sent twice)."""
+        return self.good.get(f"{route.endpoint}:{name}", self.good.get(name))
 
     def cases(self, route: Route, path_good: dict) -> list[Case]:
         path = fill_path(route.rule, path_good)
@@ -357,13 +373,13 @@ class Sweep:
         return out
 
     def _shapes(self, route, path, name, rest, free) -> list[Case]:
-        good = self.good.get(name, "x")
+        good = self._good(route, name) or "x"
         cases = [
             Case(route, f"{name} twice", path, [*rest, (name, good), (name, good)]),
         ]
         if route.method != "GET":
             cases.append(Case(route, f"{name}=file", path, [*rest, (name, FILE)]))
-        raw = urlencode(rest).encode()
+        raw = urlencode([(k, v() if callable(v) else v) for k, v in rest]).encode()
         raw += (b"&" if raw else b"") + f"{name}=".encode() + b"%ff%fe%c0%80"
         cases.append(
             Case(
