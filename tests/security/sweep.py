@@ -35,6 +35,10 @@ def _jwt(header, payload, signature=b"\x00" * 64) -> str:
 # JWTs that no Latchkey key signed, shaped to trip whoever reads their
 # header or claims before checking types (RFC 7515 §4, RFC 7519 §4).
 MALFORMED_JWTS = [
+    # Header members of the wrong JSON type (issue 8's own example first).
+    _jwt({"alg": "ES256", "kid": ["x"], "typ": "at+jwt"}, {"sub": "x"}),
+    _jwt(["alg", "ES256"], {"sub": "x"}),
+    _jwt({"alg": 5, "kid": {"a": 1}, "crit": ["exp"]}, {"exp": "soon"}),
     _jwt({"alg": "none"}, {"sub": "x", "aud": "x", "exp": 9999999999}, b""),
     _jwt({"alg": "HS256", "kid": "x"}, {"sub": "x", "sid": "x"}),
     _jwt({"alg": "RS256", "jku": "http://127.0.0.1:1/jwks", "x5u": 1}, [1, 2]),
@@ -46,16 +50,6 @@ MALFORMED_JWTS = [
     "e30.e30.",
     "....",
     "eyJ!!!.eyJ###.$$$",
-]
-# Header members of the wrong JSON type (issue 8's own example among them).
-# Item 4 of issue 8 (the `faults` branch) makes every reader of a JWT it
-# did not make check them; today they make app/oauth/keys.py raise (500 at
-# /userinfo, /introspect, /revoke, /logout/end). Once that lands, add these
-# to MALFORMED_JWTS.
-JOSE_HEADER_TYPE_JWTS = [
-    _jwt({"alg": "ES256", "kid": ["x"], "typ": "at+jwt"}, {"sub": "x"}),
-    _jwt(["alg", "ES256"], {"sub": "x"}),
-    _jwt({"alg": 5, "kid": {"a": 1}, "crit": ["exp"]}, {"exp": "soon"}),
 ]
 
 # name -> a value no field of that kind should accept (or, for free text,
@@ -129,23 +123,15 @@ FREE_TEXT = {
     "passwords.change:password",
     "passwords.change:sign_out_everywhere",
     "passwords.reset:sign_out_everywhere",
-    # Advisory by OIDC Core §3.1.2.1: the OP may ignore what it cannot use.
+    # Advisory by OIDC Core §3.1.2.1 and §5.5 (voluntary claims): the OP
+    # may ignore what it cannot use (app/oauth/authorize_params.py).
     "oauth.authorize:display",
     "oauth.authorize:acr_values",
-    # Item 4 of issue 8 (the `faults` branch) makes /authorize refuse
-    # max_age other than a non-negative integer, prompt values it does not
-    # advertise, every parameter discovery calls unsupported, and an
-    # id_token_hint that is no ID token of ours; until then these are
-    # ignored, so a request otherwise good goes through. Remove them from
-    # this set once that lands: the sweep then holds /authorize to it.
-    "oauth.authorize:max_age",
-    "oauth.authorize:prompt",
-    "oauth.authorize:request",
-    "oauth.authorize:request_uri",
     "oauth.authorize:claims",
-    "oauth.authorize:response_mode",
     "oauth.authorize:id_token_hint",
 }
+# Space-separated lists: spaces only are a list of no values, as omitted.
+SPACE_LISTS = {"prompt", "acr_values", "ui_locales"}
 # Submit buttons: any value means "pressed", so with a good CSRF token they
 # act; only the token itself is swept for them.
 BUTTONS = {"approve", "deny", "confirm", "cancel"}
@@ -353,7 +339,9 @@ class Sweep:
                         [*rest, (name, self._odd(kind))],
                         # RFC 6749 §3.1: a parameter without a value is as
                         # if omitted, and omitting an optional one is fine.
-                        may_change=free or kind == "empty",
+                        may_change=free
+                        or kind == "empty"
+                        or (kind == "blank" and name in SPACE_LISTS),
                     )
                 )
             if name in own and name in JWT_READERS:

@@ -303,3 +303,23 @@ def test_a_csrf_token_from_before_sign_in_is_refused_after(app, factories):
     )
     assert retired.status_code == 400
     assert web.get("/account").status_code == 302
+
+
+@pytest.mark.parametrize("field", ["scope", "prompt", "max_age", "request"])
+def test_a_multipart_authorization_post_is_refused(app, factories, field):
+    """OIDC Core §3.1.2.1/§13.2: the POST binding is form-urlencoded; a
+    parameter sent as a file part would read as absent."""
+    client = factories.client(first_party=True)
+    web = Web(app)
+    sign_in(web, factories.account())
+    data = authorize_params(client, **{field: "x"})
+    data[field] = (io.BytesIO(b"x"), "x.txt")
+    response = web.client.post(
+        "/authorize", data=data, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert "<code>invalid_request</code>" in response.text
+    # The same request form-urlencoded, without the file part, goes through.
+    data.pop(field)
+    assert web.post("/authorize", data).status_code == 302
