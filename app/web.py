@@ -145,14 +145,3 @@ def security_headers(response):
             "Strict-Transport-Security", f"max-age={HSTS_MAX_AGE}"
         )
     return response
-
-
-def register_health(app):
-    @app.route("/healthz")
-    def healthz():
-        from sqlalchemy import text
-
-        from app.extensions import db
-
-        db.session.execute(text("SELECT 1"))
-        return {"status": "ok"}

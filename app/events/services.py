@@ -27,6 +27,9 @@ class EventTag(enum.StrEnum):
     PASSWORD_CHANGED = "account:password:changed"
     PASSWORD_RESET_REQUESTED = "account:password:reset_requested"
     PASSWORD_RESET_FORCED = "account:password:reset_forced"
+    # An SSO-only account signed out by `flask security force-password-reset
+    # --sign-out`: it has no password to reset.
+    SIGNED_OUT_FOR_INCIDENT = "account:devices:signed_out_incident"
     EMAIL_VERIFIED = "account:email:verified"
     EMAIL_CHANGE_REQUESTED = "account:email:change_requested"
     EMAIL_CHANGED = "account:email:changed"
@@ -38,6 +41,8 @@ class EventTag(enum.StrEnum):
     REAUTH_FAILURE = "account:reauth:failure"
     UPSTREAM_LOGOUT = "account:provider:logout"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
+    KEY_CREATED = "operator:key:created"
+    KEY_REVOKED = "operator:key:revoked"
     PROVIDER_UNLINKED = "account:provider:unlinked"
 
 
@@ -53,4 +58,13 @@ def record_event(tag: EventTag, account_id=None, ip="", user_agent="", **details
         details=details,
     )
     db.session.add(event)
+    _count(tag)
     return event
+
+
+def _count(tag: EventTag) -> None:
+    from app.metrics import REFRESH_REUSE, SECURITY_EVENTS
+
+    SECURITY_EVENTS.labels(str(tag)).inc()
+    if tag == EventTag.REFRESH_REUSED:
+        REFRESH_REUSE.inc()
