@@ -66,7 +66,11 @@ def create_app(config: dict | None = None) -> Flask:
     from app.oauth.views import bp as oauth_bp
     from app.probes import register_probes
     from app.security.sessions import apply_queued_cookies
-    from app.web import register_error_handlers, security_headers
+    from app.web import (
+        refuse_repeated_parameters,
+        register_error_handlers,
+        security_headers,
+    )
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(passwords_bp)
@@ -79,6 +83,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(devices_bp)
     app.register_blueprint(federation_bp)
     app.register_blueprint(logout_bp)
+    app.before_request(refuse_repeated_parameters)
     app.after_request(apply_queued_cookies)
     app.after_request(security_headers)
     register_error_handlers(app)

@@ -58,6 +58,9 @@ RATE_LIMITS = {
     "second_factor": "5/5 minutes",  # wrong 2FA codes per pending account
     "reset_address": "5/15 minutes",  # reset requests per email typed
     "reset_ip": "20/minute;200/hour",  # reset requests per address
+    # sign-ups, email changes and verification mails, together
+    "mail_address": "5/15 minutes",  # per recipient address
+    "mail_ip": "20/minute;200/hour",  # per client address
     "token_client": "300/minute",  # failed token requests per client
     "reauth": "10/10 minutes",  # wrong passwords confirming a change, per account
     "link_code": "10/10 minutes",  # wrong /link codes per account and address

@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import jsonify, make_response, render_template, request
+from flask import current_app, jsonify, make_response, render_template, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import BadRequest, HTTPException
 
@@ -23,6 +23,8 @@ _API_PREFIXES = (
 def _wants_json() -> bool:
     return request.path.startswith(_API_PREFIXES)
 
+
+HSTS_MAX_AGE = 365 * 86400
 
 # RFC 8628 §3.5: a polling device knows to back off on slow_down.
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -106,6 +108,23 @@ def register_error_handlers(app):
         ), 500
 
 
+def refuse_repeated_parameters():
+    """before_request: a parameter sent more than once is bad input.
+
+    RFC 6749 §3.1 and §3.2: request parameters MUST NOT be included more
+    than once, and a repeated one is ``invalid_request`` (§4.1.2.1, §5.2).
+    No Latchkey page has two fields of one name either, so the rule holds
+    for every route, counting the query and the form body together: which
+    copy a view would read must never be a question.
+    """
+    counts: dict[str, int] = {}
+    for source in (request.args, request.form):
+        for name, values in source.lists():
+            counts[name] = counts.get(name, 0) + len(values)
+    if any(count > 1 for count in counts.values()):
+        raise BadRequest("A parameter was sent more than once.")
+
+
 def security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -116,4 +135,13 @@ def security_headers(response):
     )
     if request.path in ("/login", "/authorize", "/token", "/userinfo"):
         response.headers["Cache-Control"] = "no-store"
+    settings = current_app.config["LATCHKEY"]
+    if settings.is_production and settings.issuer.startswith("https://"):
+        # RFC 6797 §6.1: browsers that met us over https never try plain
+        # http again for a year (§8.1: a header seen over http is ignored,
+        # so a proxy that ends TLS may pass it on as it is). No
+        # includeSubDomains: the operator's other hosts are not ours to pin.
+        response.headers.setdefault(
+            "Strict-Transport-Security", f"max-age={HSTS_MAX_AGE}"
+        )
     return response

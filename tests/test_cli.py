@@ -102,7 +102,17 @@ def test_users_create_duplicate_email_fails_clearly(cli):
     assert len(as_json(cli("users", "list", "--json"))) == 1
 
 
-@pytest.mark.parametrize("email", ["not-an-email", "ada@localhost", "a b@example.com"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "ada@localhost",
+        "a b@example.com",
+        # Issue 8: an address list is not one address.
+        "ada@example.com,eve@example.com",
+        "Ada <ada@example.com>",
+    ],
+)
 def test_users_create_bad_email_is_a_usage_error(cli, email):
     output = failed(cli("users", "create", email, "--password", _password()), 2)
     assert "Usage:" in output

@@ -145,4 +145,4 @@ def change():
         problems=problems,
         forced=account.must_reset_password,
         has_password=account.password_hash is not None,
-    ), (status if problems else 200)
+    ), (status if problems or request.method == "POST" else 200)

@@ -7,12 +7,14 @@ and what is live is in our services (tokens.py, refresh.py, revocation).
 from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.base import OAuth2Error, invalid_error_characters
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -92,6 +94,65 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
                 status_code=401, description="Client authentication failed."
             ) from exc
 
+    def validate_requested_scope(self, scope):
+        """Authlib's check that every scope is one we serve, after the
+        syntax: RFC 6749 §3.3, ``scope = scope-token *( SP scope-token )``
+        with ``scope-token = 1*NQCHAR``. An empty value is an omitted one
+        (§3.1); a value of spaces only names no scope and is invalid_scope,
+        not a request for the default."""
+        if scope and not scope.strip():
+            raise InvalidScopeError("The scope names no scope.")
+        super().validate_requested_scope(scope)
+
+    def get_consent_grant(self, request=None, end_user=None):
+        """Authlib's validation of an authorization request; an error for
+        any character in any parameter, never a 500.
+
+        Authlib builds some error descriptions from what was sent (an
+        unregistered ``redirect_uri``, for one) and refuses, with a
+        ValueError, to build one holding a character RFC 6749 §4.1.2.1
+        forbids there (outside %x20-21 / %x23-5B / %x5D-7E). Such a request
+        is invalid_request, told on our own page: the parameter that held
+        the character is not known to be a registered redirect URI.
+        """
+        try:
+            return super().get_consent_grant(request, end_user=end_user)
+        except ValueError as exc:
+            if not _refused_error_description(exc):
+                raise
+            raise InvalidRequestError(
+                "A parameter holds characters that are not allowed."
+            ) from exc
+
+    def get_authorization_grant(self, request):
+        """Authlib's grant for this response_type, or unsupported_response_type.
+
+        Authlib puts an unknown response_type into its error description,
+        whose characters RFC 6749 §4.1.2.1 limits to %x20-21 / %x23-5B /
+        %x5D-7E, and refuses (a ValueError, so a 500) to build an error
+        holding any other. A value with such a character names no response
+        type, so it gets the same error, told without echoing it.
+        """
+        response_type = request.payload.response_type or ""
+        if invalid_error_characters(response_type):
+            raise UnsupportedResponseTypeError(
+                "",
+                "The response type is not supported.",
+                redirect_uri=self._redirect_uri_for_error(request),
+            )
+        return super().get_authorization_grant(request)
+
+    def _redirect_uri_for_error(self, request) -> str | None:
+        # RFC 6749 §4.1.2.1: redirect an error only to a URI the client
+        # registered; otherwise the person is told on our own page.
+        client = self.query_client(request.payload.client_id)
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if not requested:
+            return client.get_default_redirect_uri()
+        return requested if client.check_redirect_uri(requested) else None
+
     def generate_token(
         self,
         grant_type,
@@ -116,6 +177,14 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         token = self.issuer_service.token_response(client, scope, user)
         TOKENS_ISSUED.labels(grant_type).inc()
         return token
+
+
+def _refused_error_description(exc: ValueError) -> bool:
+    """Whether ``exc`` is Authlib's OAuth2Error refusing its description."""
+    tb = exc.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code is OAuth2Error.__init__.__code__
 
 
 def _query_client(client_id):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import wraps
 from urllib.parse import urlencode, urlparse
 
-from flask import current_app, g, redirect, request, url_for
+from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
 from app.extensions import db
@@ -185,12 +185,14 @@ def start_session(
     acr="0",
     upstream: dict | None = None,
 ):
-    """Create a session row and queue its cookie. The caller commits.
+    """Create a session row and queue its cookie, with a new CSRF token.
+    The caller commits.
 
     ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to the
     provider's session for its back-channel logout.
     """
     end_current_session()
+    rotate_csrf_token()
     cookie = new_token()
     now = utcnow()
     lifetime = current_app.config["LATCHKEY"].session_lifetime
@@ -215,6 +217,22 @@ def start_session(
     return sess
 
 
+def rotate_csrf_token() -> None:
+    """Retire this browser's CSRF token: a page rendered after this call
+    carries a new one, and a form from before it is refused.
+
+    Flask-WTF keeps the raw token in the Flask session (and, once made,
+    in ``g`` for the rest of the request), both under the field name. A
+    token seen while signed out (a shared computer, a page an attacker
+    planted) must not be good for forms of the signed-in session it gets
+    to, nor the reverse (OWASP session management: renew what the session
+    ties to on every change of privilege).
+    """
+    name = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    session.pop(name, None)
+    g.pop(name, None)
+
+
 def forget_session_cookie() -> None:
     """Clear this browser's session cookie, e.g. after the session was cut
     off by other means (sign out everywhere)."""
@@ -223,8 +241,10 @@ def forget_session_cookie() -> None:
 
 
 def end_current_session() -> BrowserSession | None:
-    """End this browser's session, if any, and clear its cookie."""
+    """End this browser's session, if any, clear its cookie, and retire
+    the CSRF token that went with it."""
     current = load_current_session()
+    rotate_csrf_token()
     if request.cookies.get(session_cookie_name()):
         _queue_cookie(session_cookie_name(), None, 0)
     g.current = None
