@@ -9,10 +9,10 @@ from app.federation.providers import load_providers
 from app.mail.backends import MailBackend, backend_from_settings
 from app.oauth.introspection import TokenInspector
 from app.oauth.keys import KeyRing
-from app.oauth.refresh import RefreshRotation
+from app.oauth.refresh import SUCCESSOR_KEY_PURPOSE, RefreshRotation
 from app.oauth.server import SCOPES_SUPPORTED, LatchkeyAuthorizationServer
 from app.oauth.tokens import TokenIssuer
-from app.security.crypto import KeyEncryption
+from app.security.crypto import KeyEncryption, derive_key
 from app.security.passwords import PasswordService
 from app.security.totp import TotpService
 
@@ -40,6 +40,7 @@ class Services:
             keys, s.issuer, s.access_token_lifetime, s.id_token_lifetime
         )
         rotation = RefreshRotation(
+            derive_key(s.kek_bytes(), SUCCESSOR_KEY_PURPOSE),
             s.refresh_grace_seconds,
             s.refresh_token_idle_lifetime,
             s.refresh_token_absolute_lifetime,

@@ -37,6 +37,7 @@ class EventTag(enum.StrEnum):
     LOGIN_THROTTLED = "account:login:throttled"
     REAUTH_FAILURE = "account:reauth:failure"
     UPSTREAM_LOGOUT = "account:provider:logout"
+    SESSION_EXPIRED = "account:session:expired"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
     PROVIDER_UNLINKED = "account:provider:unlinked"
 

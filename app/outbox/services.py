@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -235,12 +235,17 @@ def run_forever(
     poll_interval: float = 2.0,
     stop: threading.Event | None = None,
     handlers: Mapping[str, Handler] | None = None,
+    chores: Sequence[Callable[[], object]] = (),
 ) -> None:
-    """Call run_once every ``poll_interval`` seconds until ``stop`` is set.
-    A failed run (say, the database is away) is logged and tried again."""
+    """Call each of ``chores`` (work that queues deliveries, such as ending
+    expired sessions), then run_once, every ``poll_interval`` seconds until
+    ``stop`` is set. A failed run (say, the database is away) is logged and
+    tried again."""
     stop = stop or threading.Event()
     while not stop.is_set():
         try:
+            for chore in chores:
+                chore()
             run_once(handlers=handlers)
         except Exception:
             log.exception("outbox run failed; trying again in %s s", poll_interval)

@@ -15,7 +15,7 @@ from flask import current_app, g, redirect, request, url_for
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Account, AccountStatus, BrowserSession, Device
+from app.models import Account, AccountStatus, BrowserSession, Device, SessionEnd
 from app.models.base import utcnow
 from app.revocation.services import end_session
 from app.security.tokens import hash_token, new_token
@@ -190,7 +190,7 @@ def start_session(
     ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to the
     provider's session for its back-channel logout.
     """
-    end_current_session()
+    end_current_session(SessionEnd.REPLACED)
     cookie = new_token()
     now = utcnow()
     lifetime = current_app.config["LATCHKEY"].session_lifetime
@@ -222,15 +222,19 @@ def forget_session_cookie() -> None:
     g.current = None
 
 
-def end_current_session() -> BrowserSession | None:
-    """End this browser's session, if any, and clear its cookie."""
+def end_current_session(
+    cause: str = SessionEnd.LOGOUT, client_id: str | None = None
+) -> BrowserSession | None:
+    """End this browser's session, if any, and clear its cookie; the
+    session-bound grants made in it end with it. ``cause`` is a SessionEnd
+    value, ``client_id`` the client that asked for it (RP logout)."""
     current = load_current_session()
     if request.cookies.get(session_cookie_name()):
         _queue_cookie(session_cookie_name(), None, 0)
     g.current = None
     if current is None:
         return None
-    end_session(current.session.sid)
+    end_session(current.session.sid, cause, client_id)
     return current.session
 
 
