@@ -185,31 +185,41 @@ def start_session(
     acr="0",
     upstream: dict | None = None,
 ):
-    """Create a session row and queue its cookie. The caller commits.
+    """Create a session row, or renew this browser's, and queue its new
+    cookie. The caller commits.
 
-    ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to the
-    provider's session for its back-channel logout.
+    The same person signing in again on the same device (prompt=login,
+    max_age) renews the session in place: a new cookie (no fixation), a new
+    auth_time and lifetime, the same ``sid``, so the apps holding grants
+    bound to it stay signed in. Anyone else's sign-in ends it first.
+    ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to
+    the provider's session for its back-channel logout.
     """
-    end_current_session(SessionEnd.REPLACED)
     cookie = new_token()
     now = utcnow()
     lifetime = current_app.config["LATCHKEY"].session_lifetime
-    sess = BrowserSession(
-        id_hash=hash_token(cookie),
-        account_id=account.id,
-        device_id=device.id,
-        account_generation=account.generation,
-        auth_time=now,
-        amr=amr,
-        acr=acr,
-        created_at=now,
-        expires_at=now + timedelta(seconds=lifetime),
-    )
-    if upstream:
-        sess.upstream_provider = upstream["provider"]
-        sess.upstream_subject = upstream["sub"]
-        sess.upstream_sid = upstream.get("sid")
-    db.session.add(sess)
+    current = load_current_session()
+    if current and (current.account.id, current.device.id) == (account.id, device.id):
+        sess = current.session
+        sess.id_hash = hash_token(cookie)
+    else:
+        end_current_session(SessionEnd.REPLACED)
+        sess = BrowserSession(
+            id_hash=hash_token(cookie),
+            account_id=account.id,
+            device_id=device.id,
+            account_generation=account.generation,
+            created_at=now,
+        )
+        db.session.add(sess)
+    sess.auth_time = now
+    sess.amr = amr
+    sess.acr = acr
+    sess.expires_at = now + timedelta(seconds=lifetime)
+    upstream = upstream or {}
+    sess.upstream_provider = upstream.get("provider")
+    sess.upstream_subject = upstream.get("sub")
+    sess.upstream_sid = upstream.get("sid")
     _queue_cookie(session_cookie_name(), cookie, lifetime)
     g.current = CurrentSession(sess, account, device)
     return sess

@@ -34,6 +34,7 @@ from tests.flows.helpers import (
     refresh,
     sign_in,
     tokens_for,
+    verify_jwt,
     walk_authorize,
 )
 from tests.flows.session_helpers import (
@@ -193,9 +194,10 @@ def test_session_expiry_ends_the_session_bound_grant(
     # Dead the moment the session expires, before any sweep ran ...
     assert_dead(base_url, rs, app_client, signed_in.bound)
     assert_outlives_session(base_url, rs, app_client, signed_in.offline, signed_in.sid)
-    # ... and the worker's sweep tells the relying party and the person.
+    # ... and the outbox worker's sweep tells the relying party and the person.
+    result = app.test_cli_runner().invoke(args=["outbox", "run", "--once"])
+    assert "ended 1 expired sessions" in result.output, result.output
     with app.app_context():
-        assert sweep_expired_sessions() == 1
         assert sweep_expired_sessions() == 0  # once
         db.session.remove()
     _assert_rp_told(app, recording_rp, jwks, issuer, app_client, signed_in.sid, person)
@@ -410,3 +412,52 @@ def test_a_bound_grant_of_another_browser_is_unaffected(
         )
         assert_dead(base_url, rs, app_client, mine)
     assert_alive(base_url, rs, app_client, signed_in.bound)
+
+
+# -- signing in again ---------------------------------------------------------------
+def test_signing_in_again_in_the_same_browser_keeps_the_session(
+    base_url, browser, person, app_client, rs, signed_in, factories, jwks, issuer
+):
+    # Another app asks for a fresh sign-in (prompt=login): the session is
+    # renewed in place, with a new cookie, so nobody is signed out.
+    old_cookie = browser.cookies.get("lk_session")
+    bank = factories.client(name="Bank")
+    fresh = tokens_for(browser, base_url, person, bank, prompt="login")
+    claims = verify_jwt(fresh["id_token"], jwks, issuer, bank.client_id)
+    assert claims["sid"] == signed_in.sid
+    first = verify_jwt(signed_in.bound["id_token"], jwks, issuer, app_client.client_id)
+    assert claims["auth_time"] >= first["auth_time"]
+    assert browser.cookies.get("lk_session") not in (None, old_cookie)
+    assert_alive(base_url, rs, app_client, signed_in.bound)
+
+
+def test_someone_else_signing_in_in_that_browser_ends_the_session(
+    app, base_url, browser, factories, app_client, rs, signed_in
+):
+    sign_in(browser, base_url, factories.account())
+    assert_dead(base_url, rs, app_client, signed_in.bound)
+    assert _session(app, signed_in.sid).end_cause == "replaced"
+
+
+def test_the_sweep_marks_sessions_cut_off_otherwise_without_telling_again(
+    app, base_url, browser, person, app_client, signed_in, recording_rp
+):
+    # Signed out of all devices: the session is dead by the account's
+    # generation, and its apps were told then. When its lifetime runs out
+    # later, the sweep only marks it; no "session expired", no second notice.
+    assert sign_out_everywhere(browser, base_url, person.password).status_code == 302
+    deliver_logouts(app)
+    told = len(recording_rp.tokens)
+    with app.app_context():
+        db.session.execute(
+            update(BrowserSession)
+            .where(BrowserSession.sid == signed_in.sid)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        db.session.commit()
+        assert sweep_expired_sessions() == 0
+        db.session.remove()
+    deliver_logouts(app)
+    assert len(recording_rp.tokens) == told
+    assert events(app, person.id, EXPIRED) == []
+    assert _session(app, signed_in.sid).end_cause == "account_signed_out"
