@@ -5,7 +5,6 @@ rotated gets the same successor (derived, not stored), races between
 parallel refreshes, idle and absolute lifetimes, and scope on refresh."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,6 @@ from app.extensions import db
 from app.models import Grant
 from app.security.tokens import hash_token
 from tests.flows.device_helpers import (
-    SHORT_LIVED,
     assert_inactive,
     assert_refresh_rejected,
     events,
@@ -48,12 +46,6 @@ def lenient(request, app, base_env, log_dir):
     """A server whose default retry window (for clients that set none) is
     GRACE seconds; the main server keeps the default, 0."""
     return shared_server(request, base_env, log_dir, LENIENT).url
-
-
-@pytest.fixture(scope="module")
-def short_lived(request, app, base_env, log_dir):
-    """A server whose refresh tokens die after 2 s idle or 3 s in all."""
-    return shared_server(request, base_env, log_dir, SHORT_LIVED).url
 
 
 @pytest.fixture
@@ -290,26 +282,43 @@ def test_parallel_refreshes_with_grace_all_get_the_same_successor(
 
 
 # -- lifetimes -----------------------------------------------------------------
-def _sleep_until(deadline: float) -> None:
-    time.sleep(max(0.0, deadline - time.monotonic()))
+DAY = 86400
 
 
-def test_idle_and_absolute_lifetimes(short_lived, rs, rp, grant):
-    idle = grant()
-    kept = grant()
-    start = time.monotonic()
-    # Refreshed every 1.3 s, the kept grant never idles for 2 s ...
-    _sleep_until(start + 1.3)
-    kept = rotated(short_lived, rp, kept["refresh_token"])
-    _sleep_until(start + 2.6)
-    kept = rotated(short_lived, rp, kept["refresh_token"])
-    # ... while the one left alone for 2.6 s has idled out.
-    assert_inactive(short_lived, rs, idle["refresh_token"])
-    assert_refresh_rejected(short_lived, rp, idle["refresh_token"])
-    # After 3 s in all the kept one ends too, though it was used 1.3 s ago.
-    _sleep_until(start + 3.9)
-    assert_inactive(short_lived, rs, kept["refresh_token"])
-    assert_refresh_rejected(short_lived, rp, kept["refresh_token"])
+def _shift(app, refresh_token: str, **seconds_back) -> None:
+    """Move the grant's ``created_at`` / ``last_refresh_at`` into the past,
+    as if that much time had gone by (no sleeping, no race with the clock)."""
+    grant_id = grant_of_refresh_token(app, refresh_token)
+    with app.app_context():
+        row = db.session.get(Grant, grant_id)
+        values = {
+            column: getattr(row, column) - timedelta(seconds=seconds)
+            for column, seconds in seconds_back.items()
+        }
+        db.session.execute(update(Grant).where(Grant.id == grant_id).values(**values))
+        db.session.commit()
+        db.session.remove()
+
+
+def test_idle_and_absolute_lifetimes(app, base_url, rs, rp, grant):
+    # The defaults: 30 days idle, 90 days in all.
+    idle, old, kept = grant(), grant(), grant()
+    _shift(app, idle["refresh_token"], last_refresh_at=30 * DAY + 60)
+    _shift(app, old["refresh_token"], created_at=90 * DAY + 60)
+    _shift(app, kept["refresh_token"], created_at=89 * DAY, last_refresh_at=29 * DAY)
+    # Used within both limits, the kept grant goes on, and its idle clock
+    # starts again ...
+    kept = rotated(base_url, rp, kept["refresh_token"])
+    _shift(app, kept["refresh_token"], last_refresh_at=29 * DAY)
+    kept = rotated(base_url, rp, kept["refresh_token"])
+    # ... while the one left alone for 30 days has idled out, and the one
+    # made 90 days ago has ended though it was used just now.
+    for ended in (idle, old):
+        assert_inactive(base_url, rs, ended["refresh_token"])
+        assert_refresh_rejected(base_url, rp, ended["refresh_token"])
+    _shift(app, kept["refresh_token"], created_at=DAY + 60)
+    assert_inactive(base_url, rs, kept["refresh_token"])
+    assert_refresh_rejected(base_url, rp, kept["refresh_token"])
 
 
 # -- clients and scope -----------------------------------------------------------
