@@ -5,10 +5,11 @@ tokens: a grant row, a session row, a device row, or the account's
 generation counter that every session, grant and code is compared against.
 A session-bound grant (made in a browser session without offline_access)
 is live only while its session is: ending the session is one row update,
-and every liveness check reads that row by its unique ``sid``. All are idempotent, none
-commits: the caller's transaction holds the cut-off and its security event
-together. A cut-off that took effect also adds one back-channel logout row
-to that transaction (app.logout.backchannel), however much it cut off.
+and every liveness check reads that row by its unique ``sid``. All are
+idempotent, none commits: the caller's transaction holds the cut-off and
+its security event together. A cut-off that took effect also adds one
+back-channel logout row to that transaction (app.logout.backchannel),
+however much it cut off.
 """
 
 from datetime import datetime

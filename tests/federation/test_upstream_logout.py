@@ -7,8 +7,9 @@ import time
 import requests
 from sqlalchemy import select
 
+from app.events.history import label_for
 from app.extensions import db
-from app.models import BrowserSession
+from app.models import BrowserSession, SecurityEvent
 from app.models.base import new_id
 from app.outbox.services import run_once
 from app.revocation.services import sign_out_account
@@ -185,7 +186,13 @@ def test_upstream_logout_ends_the_session_bound_grants_it_carried(
             cause = db.session.execute(
                 select(BrowserSession.end_cause).where(BrowserSession.sid == grants.sid)
             ).scalar_one()
+            (event,) = db.session.execute(
+                select(SecurityEvent).where(SecurityEvent.tag == UPSTREAM_LOGOUT)
+            ).scalars()
+            label = label_for(event)
             db.session.remove()
         assert cause == "upstream_logout"
+        # The person's security history says who signed them out.
+        assert label == "Signed out by Upstream SSO"
     finally:
         recording.stop()
