@@ -39,6 +39,7 @@ from app.federation.services import (
     unlink_identity,
     upstream_identity,
 )
+from app.oauth.metadata import not_advertised
 from app.security.ratelimits import failure_limit
 from app.security.sessions import (
     load_current_session,
@@ -408,6 +409,10 @@ def unlink(slug):
 
 
 @bp.route("/<slug>/backchannel-logout", methods=["POST"])
+@not_advertised(
+    "Latchkey as the RP of an upstream provider: its backchannel_logout_uri "
+    "is registered there (Back-Channel Logout §2.2), not advertised here"
+)
 @csrf.exempt  # the provider authenticates by signing the logout token
 def backchannel_logout(slug):
     provider, client = _clients().get(slug)
