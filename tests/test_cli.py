@@ -424,7 +424,7 @@ def test_refresh_grace_is_set_at_creation_and_changed_by_update(cli, app):
     made = as_json(
         cli(
             "clients", "create", "Two tabs", "--redirect-uri", REDIRECT,
-            "--refresh-grace-seconds", "5", "--json",
+            "--refresh-grace-seconds", "5", "--client-id", "two-tabs", "--json",
         )
     )  # fmt: skip
     assert made["refresh_grace_seconds"] == 5
