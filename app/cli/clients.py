@@ -1,4 +1,5 @@
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from app.cli.output import emit
@@ -95,6 +96,7 @@ def create(
             post_logout_redirect_uris=post_logout,
             client_id=client_id,
             refresh_grace_seconds=refresh_grace_seconds,
+            production=current_app.config["LATCHKEY"].is_production,
         )
     except InvalidClientMetadata as exc:
         raise click.UsageError(str(exc)) from exc
