@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test lint test-sqlite test-postgresql setup tools clean
+.PHONY: run test lint test-sqlite test-postgresql setup tools node-deps clean
 
 $(BIN)/flask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,14 @@ setup: $(BIN)/flask
 tools:
 	bash scripts/test-tools.sh
 
+## The conformance suite's relying party (openid-client), from the lock file.
+NODE_DEPS := tests/conformance/node_modules/.package-lock.json
+$(NODE_DEPS): tests/conformance/package.json tests/conformance/package-lock.json | tools
+	npm ci --prefix tests/conformance --no-audit --no-fund
+	touch $(NODE_DEPS)
+
+node-deps: $(NODE_DEPS)
+
 ## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
 run: setup
 	$(BIN)/flask db upgrade
@@ -29,14 +37,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-test-sqlite: setup tools
+test-sqlite: setup tools node-deps
 	LATCHKEY_TEST_DB=sqlite $(BIN)/pytest
 
-test-postgresql: setup tools
+test-postgresql: setup tools node-deps
 	LATCHKEY_TEST_DB=postgresql $(BIN)/pytest
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.
 test: lint test-sqlite test-postgresql
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache tests/conformance/node_modules
