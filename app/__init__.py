@@ -61,10 +61,12 @@ def create_app(config: dict | None = None) -> Flask:
     from app.devices.views import bp as devices_bp
     from app.federation.views import bp as federation_bp
     from app.logout.views import bp as logout_bp
+    from app.metrics import init_metrics
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
+    from app.probes import register_probes
     from app.security.sessions import apply_queued_cookies
-    from app.web import register_error_handlers, register_health, security_headers
+    from app.web import register_error_handlers, security_headers
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(passwords_bp)
@@ -80,7 +82,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.after_request(apply_queued_cookies)
     app.after_request(security_headers)
     register_error_handlers(app)
-    register_health(app)
+    register_probes(app)
+    init_metrics(app)
     register_cli(app)
     # Read from the URL map, so only once every blueprint is registered.
     from app.oauth.discovery import build_discovery

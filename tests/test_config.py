@@ -25,6 +25,7 @@ def production_env():
         "LATCHKEY_DATABASE_URL": "postgresql+psycopg://latchkey@db/latchkey",
         "LATCHKEY_SECRET_KEY": secrets.token_urlsafe(32),
         "LATCHKEY_KEY_ENCRYPTION_KEY": _kek(),
+        "LATCHKEY_REDIS_URL": "redis://redis:6379/0",
     }
 
 
@@ -287,3 +288,22 @@ def test_refresh_grace_is_off_by_default_and_bounded(tmp_path):
     for bad in ("-1", "61"):
         message = _refused({**dev, "LATCHKEY_REFRESH_GRACE_SECONDS": bad}, tmp_path)
         assert "LATCHKEY_REFRESH_GRACE_SECONDS" in message
+
+
+def test_production_refuses_to_start_without_redis(production_env, tmp_path):
+    del production_env["LATCHKEY_REDIS_URL"]
+    message = _refused(production_env, tmp_path)
+    assert "LATCHKEY_REDIS_URL" in message
+    assert "LATCHKEY_RATELIMIT_PER_PROCESS" in message
+    # Only when told, explicitly, that each process may count on its own.
+    production_env["LATCHKEY_RATELIMIT_PER_PROCESS"] = "true"
+    s = load_settings(production_env, instance_path=str(tmp_path))
+    assert s.ratelimit_per_process
+    assert not s.redis_url
+
+
+def test_production_refuses_prepublication_shorter_than_jwks_caching(
+    production_env, tmp_path
+):
+    production_env["LATCHKEY_SIGNING_KEY_PREPUBLISH"] = "30"
+    assert "LATCHKEY_SIGNING_KEY_PREPUBLISH" in _refused(production_env, tmp_path)

@@ -22,8 +22,9 @@ DEMO_REDIRECT = "http://127.0.0.1:8000/callback"
 @click.command("dev-setup")
 @with_appcontext
 def dev_setup_command():
-    """Create signing keys; in development on an empty database, also a demo
-    account and client, and print how to use them."""
+    """Create signing keys (the deploy step `flask keys`, if it has not run);
+    in development on an empty database, also a demo account and client, and
+    print how to use them."""
     services = current_app.extensions["latchkey"]
     services.keys.ensure_keys()
     settings = services.settings

@@ -1,7 +1,7 @@
 """session-bound grants, session end causes, per-client refresh grace
 
-Revision ID: 0007_session_bound_grants
-Revises: 0006_code_redirect_uri_optional
+Revision ID: 0008_session_bound_grants
+Revises: 0007_signing_key_states
 Create Date: 2026-11-30 12:10:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0007_session_bound_grants"
-down_revision = "0006_code_redirect_uri_optional"
+revision = "0008_session_bound_grants"
+down_revision = "0007_signing_key_states"
 branch_labels = None
 depends_on = None
 
