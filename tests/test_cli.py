@@ -594,6 +594,62 @@ def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
     assert _count(app, Client) == 1
 
 
+# -- the refresh retry window, per client ---------------------------------------
+def test_refresh_grace_is_set_at_creation_and_changed_by_update(cli, app):
+    made = as_json(
+        cli(
+            "clients", "create", "Two tabs", "--redirect-uri", REDIRECT,
+            "--refresh-grace-seconds", "5", "--client-id", "two-tabs", "--json",
+        )
+    )  # fmt: skip
+    assert made["refresh_grace_seconds"] == 5
+    assert _client_row(app, made["client_id"])["refresh_grace_seconds"] == 5
+    changed = as_json(
+        cli(
+            "clients", "update", made["client_id"],
+            "--refresh-grace-seconds", "0", "--json",
+        )
+    )  # fmt: skip
+    assert changed["refresh_grace_seconds"] == 0
+    # Back to the server's LATCHKEY_REFRESH_GRACE_SECONDS.
+    ok(cli("clients", "update", made["client_id"], "--default-refresh-grace"))
+    assert _client_row(app, made["client_id"])["refresh_grace_seconds"] is None
+    plain = as_json(
+        cli("clients", "create", "Plain", "--redirect-uri", REDIRECT, "--json")
+    )
+    assert plain["refresh_grace_seconds"] is None
+
+
+@pytest.mark.parametrize("value", ["-1", "61", "ten", "1.5"])
+def test_refresh_grace_out_of_range_is_a_usage_error(cli, app, value):
+    failed(
+        cli(
+            "clients", "create", "Bad", "--redirect-uri", REDIRECT,
+            "--refresh-grace-seconds", value,
+        ),
+        USAGE_ERROR,
+    )  # fmt: skip
+    assert as_json(cli("clients", "list", "--json")) == []
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    failed(cli("clients", "update", "a", "--refresh-grace-seconds", value), USAGE_ERROR)
+    assert _client_row(app, "a")["refresh_grace_seconds"] is None
+
+
+def test_clients_update_needs_a_known_client_and_a_change(cli):
+    output = failed(
+        cli("clients", "update", "no-such-client", "--refresh-grace-seconds", "3"),
+        FAILURE,
+    )
+    assert "no client with id no-such-client" in output
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    assert "nothing to change" in failed(cli("clients", "update", "a"), USAGE_ERROR)
+    both = cli(
+        "clients", "update", "a", "--refresh-grace-seconds", "3",
+        "--default-refresh-grace",
+    )  # fmt: skip
+    assert "exclude each other" in failed(both, USAGE_ERROR)
+
+
 def test_clients_create_defaults_to_rs256_id_tokens(cli, app):
     # OIDC Dynamic Client Registration §2: RS256 when none is named.
     made = as_json(cli("clients", "create", "Shop", "--redirect-uri", REDIRECT,

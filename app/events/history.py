@@ -23,6 +23,8 @@ LABELS = {
     EventTag.LOGIN_FAILURE: "Failed sign-in: wrong password",
     EventTag.LOGIN_THROTTLED: "Sign-in attempts slowed down after too many tries",
     EventTag.LOGOUT: "Signed out",
+    EventTag.SESSION_EXPIRED: "Signed out: the session expired",
+    EventTag.UPSTREAM_LOGOUT: "Signed out",
     EventTag.NEW_DEVICE: "Signed in from a new device",
     EventTag.DEVICE_SIGNED_OUT: "Device signed out",
     EventTag.ALL_DEVICES_SIGNED_OUT: "Signed out of all devices",
@@ -69,6 +71,11 @@ def label_for(event: SecurityEvent) -> str:
             label += f" through {details['provider']}"
         if "mfa" in str(details.get("method", "")).split("+"):
             label += ", with two-factor authentication"
+    elif event.tag == EventTag.LOGOUT and details.get("client_name"):
+        # RP-Initiated Logout: the person signed out from that app.
+        label += f" from {details['client_name']}"
+    elif event.tag == EventTag.UPSTREAM_LOGOUT and details.get("provider"):
+        label += f" by {details.get('provider_name') or details['provider']}"
     elif details.get("method") == "recovery_code":
         label += " (confirmed with a recovery code)"
     elif details.get("by") == "operator":

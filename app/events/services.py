@@ -40,6 +40,7 @@ class EventTag(enum.StrEnum):
     LOGIN_THROTTLED = "account:login:throttled"
     REAUTH_FAILURE = "account:reauth:failure"
     UPSTREAM_LOGOUT = "account:provider:logout"
+    SESSION_EXPIRED = "account:session:expired"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
     KEY_CREATED = "operator:key:created"
     KEY_REVOKED = "operator:key:revoked"

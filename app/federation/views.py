@@ -433,7 +433,11 @@ def backchannel_logout(slug):
         return _no_store(jsonify(error="temporarily_unavailable"), 503)
     for account_id, sid in end_upstream_sessions(provider, claims):
         record_request_event(
-            EventTag.UPSTREAM_LOGOUT, account_id, provider=slug, sid=sid
+            EventTag.UPSTREAM_LOGOUT,
+            account_id,
+            provider=slug,
+            provider_name=provider.name,
+            sid=sid,
         )
     db.session.commit()
     return _no_store(current_app.response_class(status=200), 200)

@@ -26,7 +26,13 @@ from sqlalchemy import select, update
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.metrics import TOKENS_ISSUED
-from app.models import Account, AccountStatus, AuthorizationCode, Client
+from app.models import (
+    Account,
+    AccountStatus,
+    AuthorizationCode,
+    BrowserSession,
+    Client,
+)
 from app.models.base import utcnow
 from app.oauth.client_auth import only_presented
 from app.oauth.device_flow import (
@@ -34,8 +40,8 @@ from app.oauth.device_flow import (
     PollingDeviceCodeGrant,
 )
 from app.oauth.refresh import RefreshRejected, RefreshRotation
-from app.oauth.tokens import Subject, TokenIssuer
-from app.revocation.services import revoke_grant
+from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
+from app.revocation.services import revoke_grant, session_is_live
 from app.security.tokens import hash_token, new_token
 
 SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
@@ -401,15 +407,33 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         ):
             db.session.commit()  # the code stays spent
             return None
+        session_sid = self._live_sid(authorization_code, account)
+        if session_sid is False:
+            db.session.commit()  # the sign-in it came from has ended
+            return None
         return Subject(
             account=account,
             device_id=authorization_code.device_id,
-            session_sid=authorization_code.session_sid,
+            session_sid=session_sid,
             auth_time=authorization_code.auth_time,
             amr=list(authorization_code.amr or []),
             acr=authorization_code.acr,
             nonce=authorization_code.nonce,
         )
+
+    def _live_sid(self, code: AuthorizationCode, account: Account):
+        """The code's session id if that session is still signed in; None if
+        it ended but the grant may outlive it (offline_access); False if
+        the grant would be bound to a session that has already ended."""
+        if not code.session_sid:
+            return None
+        session = db.session.execute(
+            select(BrowserSession).where(BrowserSession.sid == code.session_sid)
+        ).scalar_one_or_none()
+        if session_is_live(session, account):
+            return code.session_sid
+        scope = self.request.client.get_allowed_scope(code.scope)
+        return False if is_session_bound(code.session_sid, scope) else None
 
     def delete_authorization_code(self, authorization_code):
         """Spent codes are kept (used_at set) so that a replay is recognised."""
