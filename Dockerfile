@@ -17,6 +17,7 @@ COPY --from=build /opt/latchkey /opt/latchkey
 COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
+COPY static ./static
 ENV PATH=/opt/latchkey/bin:$PATH \
     FLASK_APP=app \
     LATCHKEY_ENV=production \

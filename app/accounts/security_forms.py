@@ -29,3 +29,7 @@ class DisableTotpForm(FlaskForm):
 
 class DeactivateForm(FlaskForm):
     password = _password()
+
+
+class DeleteForm(FlaskForm):
+    password = _password()

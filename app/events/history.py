@@ -28,6 +28,7 @@ LABELS = {
     EventTag.ALL_DEVICES_SIGNED_OUT: "Signed out of all devices",
     EventTag.DEVICE_LINKED: "Device linked with a code",
     EventTag.CONSENT_GRANTED: "App given access",
+    EventTag.CONSENT_REVOKED: "App access removed",
     EventTag.GRANT_REVOKED: "App access revoked",
     EventTag.CODE_REPLAYED: "App access revoked: a sign-in code was used twice",
     EventTag.REFRESH_REUSED: "App access revoked: an old token was used again",
@@ -47,6 +48,23 @@ LABELS = {
     EventTag.DEACTIVATED: "Account deactivated",
     EventTag.REACTIVATED: "Account reactivated",
     EventTag.DELETED: "Account deleted",
+    EventTag.PROFILE_UPDATED: "Name changed",
+    EventTag.REAUTH_FAILURE: "Wrong password typed to confirm a change",
+    EventTag.REAUTH_SUCCESS: "Confirmed it was you before a change",
+    EventTag.UPSTREAM_LOGOUT: "Signed out by your sign-in provider",
+    EventTag.EVERYONE_SIGNED_OUT: "Everyone signed out by an administrator",
+}
+
+# What a person was about to do when asked to confirm it was them.
+ACTIONS = {
+    "sign_out_everywhere": "signing out of all devices",
+    "deactivate": "deactivating the account",
+    "delete": "deleting the account",
+    "enable_totp": "turning on two-factor authentication",
+    "disable_totp": "turning off two-factor authentication",
+    "recovery_codes": "making new recovery codes",
+    "change_email": "changing the email address",
+    "change_password": "changing the password",
 }
 
 
@@ -59,15 +77,35 @@ class HistoryEntry:
     ip: str
 
 
-def label_for(event: SecurityEvent) -> str:
-    """The event in plain words; an unknown tag is shown as it is."""
-    label = LABELS.get(event.tag, event.tag)
+def label_for(
+    event: SecurityEvent, provider_names: dict[str, str] | None = None
+) -> str:
+    """The event in plain words (LABELS, plus what its details add). A tag
+    with no label reads "Other security change", never the raw tag;
+    ``provider_names`` maps provider slugs to the names people know."""
+    label = LABELS.get(event.tag, "Other security change")
     details = event.details or {}
+    provider = details.get("provider")
+    if provider:
+        provider = (provider_names or {}).get(provider, "your sign-in provider")
     if event.tag == EventTag.LOGIN_SUCCESS:
-        if details.get("provider"):
-            label += f" through {details['provider']}"
+        if provider:
+            label += f" through {provider}"
         if "mfa" in str(details.get("method", "")).split("+"):
             label += ", with two-factor authentication"
+    elif (
+        event.tag in (EventTag.PROVIDER_LINKED, EventTag.PROVIDER_UNLINKED) and provider
+    ):
+        label += f": {provider}"
+    elif event.tag == EventTag.UPSTREAM_LOGOUT and provider:
+        label = f"Signed out by {provider}"
+    elif event.tag == EventTag.CONSENT_REVOKED and details.get("client"):
+        label += f": {details['client']}"
+    elif event.tag in (EventTag.REAUTH_FAILURE, EventTag.REAUTH_SUCCESS):
+        if details.get("action") in ACTIONS:
+            label += f" ({ACTIONS[details['action']]})"
+        elif provider:
+            label += f" through {provider}"
     elif details.get("method") == "recovery_code":
         label += " (confirmed with a recovery code)"
     elif details.get("by") == "operator":
@@ -76,10 +114,13 @@ def label_for(event: SecurityEvent) -> str:
 
 
 def security_history(
-    account_id: str, now: datetime | None = None
+    account_id: str,
+    now: datetime | None = None,
+    provider_names: dict[str, str] | None = None,
 ) -> list[HistoryEntry]:
     """The account's events of the last HISTORY_DAYS days, newest first
-    (one query; the device name comes from an outer join)."""
+    (one query; the device name comes from an outer join). Providers are
+    named by ``provider_names`` (slug -> display name)."""
     since = (now or utcnow()) - timedelta(days=HISTORY_DAYS)
     rows = db.session.execute(
         select(SecurityEvent, Device.name)
@@ -93,7 +134,7 @@ def security_history(
     return [
         HistoryEntry(
             tag=event.tag,
-            label=label_for(event),
+            label=label_for(event, provider_names),
             at=event.created_at,
             device=_device_name(event, device_name),
             ip=event.ip,

@@ -97,7 +97,7 @@ def test_first_sign_in_creates_an_sso_only_account(
     assert home.status_code == 200
     assert f'id="account-email">{up_person.email}<' in home.text
     assert f'data-provider="{SLUG}"' in home.text
-    assert "<li>Password</li>" not in home.text  # SSO-only: no password
+    assert 'id="method-password"' not in home.text  # SSO-only: no password
 
     account = account_by_email(app, up_person.email)
     assert account is not None
@@ -190,7 +190,7 @@ def test_existing_email_is_never_linked_silently(
     assert browser.cookies.get("lk_session")
     home = follow(browser, right)
     assert f'id="account-email">{owner.email}<' in home.text
-    assert "<li>Password</li>" in home.text
+    assert 'id="method-password"' in home.text
     assert f'data-provider="{SLUG}"' in home.text
     assert identities(app, owner.id) == [(SLUG, up_person.id)]
     assert counts(app) == (before[0], before[1] + 1)  # linked, nothing created
