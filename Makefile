@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test lint test-sqlite test-postgresql setup tools clean
+.PHONY: run test lint test-sqlite test-postgresql setup tools browser-deps clean
 
 $(BIN)/flask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,14 +29,18 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-test-sqlite: setup tools
+## axe-core for the accessibility test, at the version package-lock.json pins.
+browser-deps: tools
+	npm ci --prefix tests/browser --no-audit --no-fund
+
+test-sqlite: setup tools browser-deps
 	LATCHKEY_TEST_DB=sqlite $(BIN)/pytest
 
-test-postgresql: setup tools
+test-postgresql: setup tools browser-deps
 	LATCHKEY_TEST_DB=postgresql $(BIN)/pytest
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.
 test: lint test-sqlite test-postgresql
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache tests/browser/node_modules
