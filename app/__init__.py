@@ -90,6 +90,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(devices_bp)
     app.register_blueprint(apps_bp)
     app.register_blueprint(reauth_bp)
+    if settings.demo_data:
+        from app.demo.views import bp as demo_bp
+
+        app.register_blueprint(demo_bp)
     app.register_blueprint(federation_bp)
     app.register_blueprint(logout_bp)
     app.after_request(apply_queued_cookies)

@@ -4,12 +4,47 @@ relying party would."""
 
 import base64
 import hashlib
+import os
 import secrets
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 import requests
 
 TIMEOUT = 10
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = {"serious", "critical"}
+
+
+def axe_script() -> str:
+    """axe-core's source, installed by `make test` (npm ci, pinned by
+    tests/browser/package-lock.json)."""
+    if not AXE.exists():
+        # Never a skip: a missing checker must not pass as "no violations".
+        pytest.fail(f"{AXE} is missing: run npm ci --prefix tests/browser")
+    return AXE.read_text()
+
+
+def assert_accessible(page, axe_source: str, name: str, viewport: str) -> None:
+    """Run axe-core on ``page`` (its context needs bypass_csp, since axe is
+    an inline script): no serious or critical violation. With
+    LATCHKEY_SCREENSHOTS set to a folder, also save a screenshot there."""
+    page.add_script_tag(content=axe_source)
+    result = page.evaluate(
+        "async () => await axe.run(document, {resultTypes: ['violations']})"
+    )
+    blocking = [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+        for v in result["violations"]
+        if v["impact"] in BLOCKING
+    ]
+    assert blocking == [], f"{name} ({viewport}): {blocking}"
+    folder = os.environ.get("LATCHKEY_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=f"{folder}/{name}-{viewport}.png", full_page=True)
 
 
 def sign_in(page, base_url: str, account) -> None:

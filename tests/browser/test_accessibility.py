@@ -3,45 +3,30 @@ phone size: no serious or critical violation. With LATCHKEY_SCREENSHOTS set
 to a folder, the same walk saves a screenshot of each page there (that is
 how docs/screenshots/ is made)."""
 
-import os
-from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.console_helpers import authorize, sign_in
+from tests.browser.console_helpers import (
+    assert_accessible,
+    authorize,
+    axe_script,
+    sign_in,
+)
 
-AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = {
     "desktop": {"width": 1280, "height": 900},
     "phone": {"width": 390, "height": 844},
 }
-BLOCKING = {"serious", "critical"}
 
 
 @pytest.fixture(scope="module")
 def axe_source() -> str:
-    if not AXE.exists():
-        # Never a skip: `make test` installs it (npm ci --prefix tests/browser).
-        pytest.fail(f"{AXE} is missing: run npm ci --prefix tests/browser")
-    return AXE.read_text()
+    return axe_script()
 
 
 def _check(page, axe_source: str, name: str, viewport: str) -> None:
-    page.add_script_tag(content=axe_source)
-    result = page.evaluate(
-        "async () => await axe.run(document, {resultTypes: ['violations']})"
-    )
-    blocking = [
-        f"{v['id']} ({v['impact']}): {v['help']} at "
-        + ", ".join(str(n["target"]) for n in v["nodes"][:3])
-        for v in result["violations"]
-        if v["impact"] in BLOCKING
-    ]
-    assert blocking == [], f"{name} ({viewport}): {blocking}"
-    folder = os.environ.get("LATCHKEY_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=f"{folder}/{name}-{viewport}.png", full_page=True)
+    assert_accessible(page, axe_source, name, viewport)
 
 
 def _signed_out_pages(base_url: str) -> list[tuple[str, str]]:
@@ -101,8 +86,6 @@ def test_no_serious_accessibility_violation_on_any_page(
         sign_in(page, base, person)
 
         # The consent page, on the way to giving an app access.
-        from urllib.parse import urlencode
-
         page.goto(
             base
             + "/authorize?"
