@@ -74,6 +74,8 @@ def test_printed_url_ends_on_verified_claims(demo_server, browser):
     assert claims["name"] == "Demo Person"
     assert "verified against" in page.inner_text("main")
     assert_accessible(page, axe_script(), "demo-rp", "desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_accessible(page, axe_script(), "demo-rp", "phone")
     tokens = json.loads(page.inner_text("#tokens"))
     assert tokens["token_type"] == "Bearer"
     assert tokens["refresh_token"]
