@@ -235,3 +235,38 @@ def test_sso_only_person_reauthenticates_upstream_to_sign_out_everywhere(
     tags = _tags(app, person.email)
     assert "account:reauth:success" in tags
     assert "account:devices:signed_out_all" in tags
+
+
+def test_pages_use_our_own_stylesheet_under_a_strict_policy(
+    live_server, factories, page
+):
+    """One stylesheet from /static, allowed by a CSP with no inline styles
+    and nothing from other origins; the browser reports no violation."""
+    refused = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text)
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    response = page.goto(live_server.url + "/login")
+    csp = response.headers["content-security-policy"]
+    assert "unsafe-inline" not in csp
+    sign_in(page, live_server.url, factories.account())
+    for path in ("/account", "/account/devices", "/account/apps"):
+        page.goto(live_server.url + path)
+        header = page.evaluate(
+            "getComputedStyle(document.querySelector('.site-header')).backgroundColor"
+        )
+        assert header == "rgb(246, 248, 250)"  # --panel: the stylesheet applied
+        # The skip link is the first thing a keyboard reaches.
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip-link"
+    assert refused == []
+    assert all(url.startswith(live_server.url) for url in requested), requested
+    stylesheet = [u for u in requested if u.endswith(".css")]
+    assert stylesheet == [live_server.url + "/static/latchkey.css"] * len(stylesheet)
