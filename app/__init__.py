@@ -7,7 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import load_settings
 from app.extensions import csrf, db, limiter, migrate
 from app.security.ratelimits import init_rate_limits
-from app.wiring import Services, build_discovery
+from app.wiring import Services
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -103,7 +103,10 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_health(app)
     register_cli(app)
-    services.discovery_json = build_discovery(settings.issuer)
+    # Read from the URL map, so only once every blueprint is registered.
+    from app.oauth.discovery import build_discovery
+
+    services.discovery_json = build_discovery(app, services)
     if settings.outbox_thread and not app.testing:
         from app.outbox.background import install_dev_worker
 

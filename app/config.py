@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
+
 DEV_SECRET_MARKER = "dev-"
 
 
@@ -77,6 +79,9 @@ class Settings:
     redis_url: str = ""  # LATCHKEY_REDIS_URL
     access_token_lifetime: int = 600  # LATCHKEY_ACCESS_TOKEN_LIFETIME (s, <= 600)
     id_token_lifetime: int = 600  # LATCHKEY_ID_TOKEN_LIFETIME
+    # RFC 9068 §2.1: every resource server supports RS256; ES256 is smaller
+    # and faster to sign, for resource servers that accept it.
+    access_token_alg: str = DEFAULT_ALG  # LATCHKEY_ACCESS_TOKEN_ALG: RS256 | ES256
     authorization_code_lifetime: int = 60  # LATCHKEY_AUTHORIZATION_CODE_LIFETIME
     refresh_token_idle_lifetime: int = 30 * 86400  # LATCHKEY_REFRESH_IDLE_LIFETIME
     refresh_token_absolute_lifetime: int = 90 * 86400  # LATCHKEY_REFRESH_ABSOLUTE_...
@@ -162,6 +167,11 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.redis_url = env.get("LATCHKEY_REDIS_URL", "")
     s.access_token_lifetime = _int(env, "LATCHKEY_ACCESS_TOKEN_LIFETIME", 600)
     s.id_token_lifetime = _int(env, "LATCHKEY_ID_TOKEN_LIFETIME", 600)
+    s.access_token_alg = env.get("LATCHKEY_ACCESS_TOKEN_ALG", DEFAULT_ALG)
+    if s.access_token_alg not in SUPPORTED_ALGS:
+        raise ConfigError(
+            f"LATCHKEY_ACCESS_TOKEN_ALG must be one of {', '.join(SUPPORTED_ALGS)}"
+        )
     s.authorization_code_lifetime = _int(
         env, "LATCHKEY_AUTHORIZATION_CODE_LIFETIME", 60
     )

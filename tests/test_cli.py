@@ -344,10 +344,11 @@ def test_keys_list_shows_the_published_signing_keys(cli, client):
 
 def test_keys_rotate_publishes_new_key_and_signs_with_it(cli, client):
     before = _signing(as_json(cli("keys", "list", "--json")))
-    old_kid = before["ES256"]
+    # RS256: what access tokens are signed with by default (RFC 9068 §2.1).
+    old_kid = before["RS256"]
 
-    (new,) = as_json(cli("keys", "rotate", "--alg", "ES256", "--json"))
-    assert new["alg"] == "ES256"
+    (new,) = as_json(cli("keys", "rotate", "--alg", "RS256", "--json"))
+    assert new["alg"] == "RS256"
     assert new["signing"] is True
     assert new["kid"] != old_kid
 
@@ -359,7 +360,7 @@ def test_keys_rotate_publishes_new_key_and_signs_with_it(cli, client):
     assert listed[old_kid]["retired_at"] is not None
     assert listed[old_kid]["expires_at"] is not None
     after = _signing(listed.values())
-    assert after == {"ES256": new["kid"], "RS256": before["RS256"]}
+    assert after == {"ES256": before["ES256"], "RS256": new["kid"]}
 
     token = _client_credentials_token(cli, client)
     assert jwt.get_unverified_header(token)["kid"] == new["kid"]
@@ -426,3 +427,47 @@ def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
 
 def base_url_of(application) -> str:
     return application.config["LATCHKEY"].issuer
+
+
+def test_clients_create_defaults_to_rs256_id_tokens(cli, app):
+    # OIDC Dynamic Client Registration §2: RS256 when none is named.
+    made = as_json(cli("clients", "create", "Shop", "--redirect-uri", REDIRECT,
+                       "--json"))  # fmt: skip
+    assert made["id_token_signed_response_alg"] == "RS256"
+    assert _client_row(app, made["client_id"])["id_token_signed_response_alg"] == (
+        "RS256"
+    )
+    chosen = as_json(
+        cli("clients", "create", "Edge", "--redirect-uri", REDIRECT,
+            "--id-token-alg", "ES256", "--json")
+    )  # fmt: skip
+    assert chosen["id_token_signed_response_alg"] == "ES256"
+
+
+def test_clients_create_refuses_an_unknown_id_token_alg(cli):
+    output = failed(
+        cli("clients", "create", "Bad", "--redirect-uri", REDIRECT,
+            "--id-token-alg", "HS256"),
+        USAGE_ERROR,
+    )  # fmt: skip
+    assert "--id-token-alg" in output
+    assert as_json(cli("clients", "list", "--json")) == []
+
+
+def test_clients_set_id_token_alg_changes_an_existing_client(cli, app):
+    made = as_json(
+        cli("clients", "create", "Old", "--redirect-uri", REDIRECT,
+            "--id-token-alg", "ES256", "--json")
+    )  # fmt: skip
+    changed = as_json(
+        cli("clients", "set-id-token-alg", made["client_id"], "RS256", "--json")
+    )
+    assert changed["id_token_signed_response_alg"] == "RS256"
+    assert _client_row(app, made["client_id"])["id_token_signed_response_alg"] == (
+        "RS256"
+    )
+    failed(cli("clients", "set-id-token-alg", "nobody", "RS256"), FAILURE)
+    failed(cli("clients", "set-id-token-alg", made["client_id"], "none"), USAGE_ERROR)
+    assert _client_row(app, made["client_id"])["id_token_signed_response_alg"] == (
+        "RS256"
+    )

@@ -9,9 +9,11 @@ from app.clients.services import (
     create_client,
     delete_client,
     list_clients,
+    set_id_token_alg,
 )
 from app.extensions import db
 from app.models import Client
+from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 
 clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
 
@@ -35,7 +37,13 @@ clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
 @click.option("--pkce-exempt", is_flag=True, help="Confidential client may skip PKCE.")
 @click.option("--may-introspect", is_flag=True, help="A resource server.")
-@click.option("--id-token-alg", default="ES256", type=click.Choice(["ES256", "RS256"]))
+@click.option(
+    "--id-token-alg",
+    default=DEFAULT_ALG,
+    show_default=True,
+    type=click.Choice(SUPPORTED_ALGS),
+    help="id_token_signed_response_alg (OIDC Dynamic Client Registration §2).",
+)
 @click.option("--backchannel-logout-uri", default=None)
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
 @click.option("--client-id", default=None, help="Choose the id (default: random).")
@@ -98,6 +106,20 @@ def show(client_id, as_json):
     client = db.session.get(Client, client_id)
     if client is None:
         raise click.ClickException(f"no client with id {client_id}")
+    emit(client_as_dict(client), as_json)
+
+
+@clients_cli.command("set-id-token-alg")
+@click.argument("client_id")
+@click.argument("alg", type=click.Choice(SUPPORTED_ALGS))
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def set_id_token_alg_(client_id, alg, as_json):
+    """Change the algorithm a client's ID and logout tokens are signed with."""
+    try:
+        client = set_id_token_alg(client_id, alg)
+    except InvalidClientMetadata as exc:
+        raise click.ClickException(str(exc)) from exc
     emit(client_as_dict(client), as_json)
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Client
+from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 from app.oauth.server import SCOPES_SUPPORTED
 from app.security.tokens import hash_token, new_token
 
@@ -45,6 +46,15 @@ def _check_redirect_uri(uri: str) -> None:
     )
 
 
+def _check_id_token_alg(alg: str) -> None:
+    # OIDC Dynamic Client Registration §2: one of the algorithms discovery
+    # lists in id_token_signing_alg_values_supported.
+    if alg not in SUPPORTED_ALGS:
+        raise InvalidClientMetadata(
+            f"id token algorithm must be one of {', '.join(SUPPORTED_ALGS)}"
+        )
+
+
 def create_client(
     name: str,
     redirect_uris=(),
@@ -54,7 +64,7 @@ def create_client(
     first_party=False,
     pkce_exempt=False,
     may_introspect=False,
-    id_token_alg="ES256",
+    id_token_alg=DEFAULT_ALG,
     backchannel_logout_uri=None,
     post_logout_redirect_uris=(),
     client_id=None,
@@ -74,8 +84,7 @@ def create_client(
     for s in scopes:
         if s not in SCOPES_SUPPORTED:
             raise InvalidClientMetadata(f"unknown scope: {s}")
-    if id_token_alg not in ("ES256", "RS256"):
-        raise InvalidClientMetadata("id token algorithm must be ES256 or RS256")
+    _check_id_token_alg(id_token_alg)
     redirect_uris = list(redirect_uris)
     if "authorization_code" in grant_types and not redirect_uris:
         raise InvalidClientMetadata("authorization_code needs a redirect URI")
@@ -103,6 +112,21 @@ def create_client(
     db.session.add(client)
     db.session.commit()
     return client, secret
+
+
+def set_id_token_alg(client_id: str, alg: str) -> Client:
+    """Change a client's id_token_signed_response_alg and commit.
+
+    Raises InvalidClientMetadata for an unknown client or algorithm. Clients
+    registered before RS256 became the default keep ES256 until this is run.
+    """
+    _check_id_token_alg(alg)
+    client = db.session.get(Client, client_id)
+    if client is None:
+        raise InvalidClientMetadata(f"no client with id {client_id}")
+    client.id_token_signed_response_alg = alg
+    db.session.commit()
+    return client
 
 
 def list_clients() -> list[Client]:

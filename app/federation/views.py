@@ -42,6 +42,7 @@ from app.federation.services import (
     upstream_identity,
 )
 from app.models.base import utcnow
+from app.oauth.metadata import not_advertised
 from app.security.ratelimits import failure_limit
 from app.security.reauth import mark_reauthenticated
 from app.security.sessions import (
@@ -489,6 +490,10 @@ def unlink(slug):
 
 
 @bp.route("/<slug>/backchannel-logout", methods=["POST"])
+@not_advertised(
+    "Latchkey as the RP of an upstream provider: its backchannel_logout_uri "
+    "is registered there (Back-Channel Logout §2.2), not advertised here"
+)
 @csrf.exempt  # the provider authenticates by signing the logout token
 def backchannel_logout(slug):
     provider, client = _clients().get(slug)

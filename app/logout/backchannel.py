@@ -27,6 +27,7 @@ from sqlalchemy import or_, select
 from app.extensions import db
 from app.models import Account, Client, Grant
 from app.models.base import new_id, utcnow
+from app.models.key import DEFAULT_ALG
 from app.outbox.services import Delivery, DeliveryFailed, enqueue
 
 FANOUT = "backchannel_fanout"
@@ -181,7 +182,7 @@ def logout_token(client: Client, sub: str, sid: str | None = None) -> str:
         claims["sid"] = sid
     # Back-Channel Logout §2.4: no nonce, so that a logout token can never
     # pass for an ID token; §4.1: an explicit typ keeps JWT kinds apart.
-    alg = client.id_token_signed_response_alg or "ES256"
+    alg = client.id_token_signed_response_alg or DEFAULT_ALG
     return services.keys.sign(claims, alg, typ="logout+jwt")
 
 

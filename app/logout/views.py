@@ -22,6 +22,7 @@ from app.logout.services import (
     LogoutRequest,
     check_logout_request,
 )
+from app.oauth.metadata import advertised_as
 from app.security.sessions import (
     end_current_session,
     load_current_session,
@@ -64,6 +65,7 @@ def _error(exc: InvalidLogoutRequest):
 
 
 @bp.route("/logout/end", methods=["GET", "POST"])
+@advertised_as("end_session_endpoint")  # RP-Initiated Logout 1.0 §2.1
 @csrf.exempt  # the RP's own page may POST here (§2); see the docstring
 def end_session_endpoint():
     """RP-Initiated Logout §2. A relying party cannot hold our CSRF token, so

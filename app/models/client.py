@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
+from app.models.key import DEFAULT_ALG
 from app.security.tokens import hash_token
 
 
@@ -27,8 +28,9 @@ class Client(db.Model, ClientMixin):
     token_endpoint_auth_method: Mapped[str] = mapped_column(
         String(32), default="client_secret_basic"
     )
+    # OIDC Dynamic Client Registration §2: RS256 when the client names none.
     id_token_signed_response_alg: Mapped[str] = mapped_column(
-        String(8), default="ES256"
+        String(8), default=DEFAULT_ALG
     )
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     pkce_exempt: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -8,6 +8,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 
+# The JWS algorithms (RFC 7518 §3.1) the key ring keeps a current key for.
+SUPPORTED_ALGS = ("ES256", "RS256")
+# OIDC Core §15.1 makes RS256 mandatory to implement, OIDC Dynamic Client
+# Registration §2 makes it the default id_token_signed_response_alg, and
+# RFC 9068 §2.1 makes it the one every resource server supports.
+DEFAULT_ALG = "RS256"
+
 
 class SigningKey(db.Model):
     __tablename__ = "signing_keys"

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc8628 import (
     ExpiredTokenError,
     SlowDownError,
 )
+from flask import url_for
 from sqlalchemy import or_, select, update
 
 from app.extensions import db
@@ -62,7 +63,9 @@ class LatchkeyDeviceAuthorizationEndpoint(DeviceAuthorizationEndpoint):
         return new_token()
 
     def get_verification_uri(self):
-        return f"{self.issuer}/link"
+        # RFC 8628 §3.2: the page where the person enters the user code, from
+        # the URL map as every advertised URL is (app/oauth/discovery.py).
+        return self.issuer + url_for("devices.link")
 
     def save_device_credential(self, client_id, scope, data):
         client = db.session.get(Client, client_id)

@@ -7,10 +7,14 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.extensions import csrf, db
 from app.oauth.introspection import NotYourToken, describe_token
+from app.oauth.metadata import advertised_as
 from app.oauth.revocation import revoke_token
 
 bp = Blueprint("oauth_api", __name__)
-SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+# RFC 7662 §2.1: only a client that can prove who it is may introspect.
+INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# RFC 7009 §2.1: a public client revokes its own tokens by client_id alone.
+REVOCATION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
 
 def _services():
@@ -52,6 +56,7 @@ def _run(handler, methods, endpoint):
 
 
 @bp.route("/introspect", methods=["POST"])
+@advertised_as("introspection_endpoint", INTROSPECTION_AUTH_METHODS)
 @csrf.exempt
 def introspect():
     def answer(caller, token):
@@ -76,10 +81,11 @@ def introspect():
             )
         return _no_store(jsonify(body))
 
-    return _run(answer, SECRET_METHODS, "introspection")
+    return _run(answer, list(INTROSPECTION_AUTH_METHODS), "introspection")
 
 
 @bp.route("/revoke", methods=["POST"])
+@advertised_as("revocation_endpoint", REVOCATION_AUTH_METHODS)
 @csrf.exempt
 def revoke():
     def answer(caller, token):
@@ -94,10 +100,13 @@ def revoke():
         db.session.commit()
         return _no_store(current_app.response_class(status=200))
 
-    return _run(answer, [*SECRET_METHODS, "none"], "revocation")
+    return _run(answer, list(REVOCATION_AUTH_METHODS), "revocation")
 
 
 @bp.route("/device_authorization", methods=["POST"])
+# RFC 8628 §4; client authentication as at /token (§3.1), so it has no
+# auth-methods field of its own.
+@advertised_as("device_authorization_endpoint")
 @csrf.exempt
 def device_authorization():
     return _services().server.create_endpoint_response("device_authorization")

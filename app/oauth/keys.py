@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import SigningKey
 from app.models.base import utcnow
+from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.security.crypto import KeyEncryption
 
-SUPPORTED_ALGS = ("ES256", "RS256")
 _PURPOSE = "signing-key"
 RELOAD_CHECK_SECONDS = 30
 
@@ -136,7 +136,7 @@ class KeyRing:
         self._refresh()
         return self._jwks_json
 
-    def sign(self, claims: dict, alg="ES256", typ="JWT") -> str:
+    def sign(self, claims: dict, alg=DEFAULT_ALG, typ="JWT") -> str:
         self._refresh()
         kid, key = self._signing[alg]
         return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key, [alg])

@@ -200,6 +200,9 @@ class LatchkeyOpenIDCode(OpenIDCode):
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    # RFC 6749 §4.1.2: Authlib's code grant answers in the redirect URI's
+    # query; no other response_mode (OAuth 2.0 Multiple Response Types §2.1).
+    RESPONSE_MODES = ("query",)
 
     def generate_authorization_code(self):
         return new_token()

@@ -14,7 +14,7 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from app.extensions import db
 from app.models import Account, Client, Grant, RefreshToken
 from app.models.base import new_id, utcnow
-from app.oauth.keys import KeyRing
+from app.oauth.keys import DEFAULT_ALG, KeyRing
 from app.security.tokens import hash_token, new_token
 
 
@@ -46,6 +46,28 @@ def half_hash(value: str, alg: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
+# OIDC Core §5.4: the claims each scope releases (discovery's claims_supported
+# is read from here and ID_TOKEN_CLAIMS).
+SCOPE_CLAIMS = {"profile": ("name",), "email": ("email", "email_verified")}
+# OIDC Core §2 and §3.1.3.6, Back-Channel Logout §2.1 (sid): what id_token() sets.
+ID_TOKEN_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "amr",
+    "acr",
+    "sid",
+    "at_hash",
+)
+# OIDC Core §8: sub is the account id, the same for every client.
+SUBJECT_TYPES = ("public",)
+
+
 def user_claims(account: Account, scope: str) -> dict:
     """Claims about the person released for ``scope`` (OIDC Core §5.4)."""
     scopes = set(scope_to_list(scope) or [])
@@ -62,12 +84,18 @@ class TokenIssuer:
     """Makes grants, refresh tokens, access tokens and ID tokens."""
 
     def __init__(
-        self, keys: KeyRing, issuer: str, access_lifetime: int, id_token_lifetime: int
+        self,
+        keys: KeyRing,
+        issuer: str,
+        access_lifetime: int,
+        id_token_lifetime: int,
+        access_token_alg: str = DEFAULT_ALG,
     ):
         self.keys = keys
         self.issuer = issuer
         self.access_lifetime = access_lifetime
         self.id_token_lifetime = id_token_lifetime
+        self.access_token_alg = access_token_alg
 
     # -- grants ------------------------------------------------------------
     def create_grant(
@@ -134,12 +162,14 @@ class TokenIssuer:
             )
             if subject.session_sid:
                 claims["sid"] = subject.session_sid
-        return self.keys.sign(claims, "ES256", typ="at+jwt"), self.access_lifetime
+        # RFC 9068 §2.1: RS256 unless LATCHKEY_ACCESS_TOKEN_ALG says otherwise.
+        token = self.keys.sign(claims, self.access_token_alg, typ="at+jwt")
+        return token, self.access_lifetime
 
     def id_token(
         self, client: Client, subject: Subject, scope: str, access_token: str | None
     ) -> str:
-        alg = client.id_token_signed_response_alg or "ES256"
+        alg = client.id_token_signed_response_alg or DEFAULT_ALG
         now = int(utcnow().timestamp())
         claims = {
             **user_claims(subject.account, scope),

@@ -25,6 +25,7 @@ from app.extensions import csrf, db
 from app.models.base import utcnow
 from app.oauth.consent import consent_needed, remember_consent
 from app.oauth.forms import ConsentForm
+from app.oauth.metadata import advertised_as, not_advertised
 from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
 from app.oauth.userinfo import userinfo_response
@@ -75,6 +76,11 @@ def _subject(current) -> Subject:
     )
 
 
+# OIDC Core §3.1.2.1: the prompt values authorize() acts on (discovery's
+# prompt_values_supported, Initiating User Registration via OIDC §4.2).
+PROMPT_VALUES = ("none", "login", "consent")
+
+
 def _needs_login(current, prompts: set[str], max_age: str | None) -> bool:
     if current is None or "login" in prompts:
         return True
@@ -106,6 +112,7 @@ def _login_redirect():
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
+@advertised_as("authorization_endpoint")
 def authorize():
     current = load_current_session()
     end_user = _subject(current) if current else None
@@ -168,6 +175,7 @@ def authorize():
 
 
 @bp.route("/token", methods=["POST"])
+@advertised_as("token_endpoint")  # auth methods: from the grants
 @csrf.exempt
 @token_client_limit
 def token():
@@ -175,6 +183,7 @@ def token():
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
+@advertised_as("userinfo_endpoint")
 @csrf.exempt
 def userinfo():
     return userinfo_response(request)
@@ -189,10 +198,12 @@ def _json(body: str, max_age=300) -> Response:
 
 @bp.route("/.well-known/openid-configuration")
 @bp.route("/.well-known/oauth-authorization-server")
+@not_advertised("the metadata document itself (RFC 8414 §3, OIDC Discovery §4)")
 def discovery():
     return _json(current_app.extensions["latchkey"].discovery_json)
 
 
 @bp.route("/jwks.json")
+@advertised_as("jwks_uri")
 def jwks():
     return _json(current_app.extensions["latchkey"].keys.jwks_json(), max_age=60)

@@ -61,7 +61,7 @@ class RecordingRP:
 
 
 def verify_logout_token(
-    token: str, jwks: jwt.PyJWKClient, issuer: str, client_id: str, alg="ES256"
+    token: str, jwks: jwt.PyJWKClient, issuer: str, client_id: str, alg="RS256"
 ) -> dict:
     """The claims of ``token`` after every check §2.6 asks of a relying
     party; fails the test if one does not hold."""

@@ -101,7 +101,7 @@ def _outbox_rows(app, *kinds) -> int:
         ).scalar_one()
 
 
-def _claims(rp, jwks, issuer, client, alg="ES256"):
+def _claims(rp, jwks, issuer, client, alg="RS256"):  # the registration default
     return [
         verify_logout_token(t, jwks, issuer, client.client_id, alg) for t in rp.tokens
     ]
@@ -120,7 +120,7 @@ def test_revoking_a_grant_tells_that_client_only(
 ):
     rp_a, rp_b = start_rp(), start_rp()
     a = factories.client(backchannel_logout_uri=rp_a.url)
-    b = factories.client(backchannel_logout_uri=rp_b.url, id_token_alg="RS256")
+    b = factories.client(backchannel_logout_uri=rp_b.url, id_token_alg="ES256")
     silent = factories.client()  # registered no back-channel URI
     id_a = sign_in_to(browser, person, a)
     sign_in_to(browser, person, b)
@@ -143,7 +143,7 @@ def test_revoking_a_grant_tells_that_client_only(
     grant_b = _grant_id(app, b.client_id, id_a["sid"])
     assert _cut_off(app, revoke_grant, grant_b, "t")
     _work(app)
-    (claims_b,) = _claims(rp_b, jwks, issuer, b, alg="RS256")
+    (claims_b,) = _claims(rp_b, jwks, issuer, b, alg="ES256")
     assert claims_b["sid"] == id_a["sid"]
     assert len(rp_a.tokens) == 1
 
