@@ -333,3 +333,25 @@ def test_forced_reset_returns_to_the_app_being_signed_in_to(app, factories, pers
     redirected = web.get(changed.location)
     assert redirected.status_code == 302
     assert redirected.location.startswith(client.redirect_uri + "?code=")
+
+
+def test_relative_times_read_as_people_say_them():
+    from datetime import datetime, timedelta
+
+    from app.web import relative_time
+
+    now = datetime(2026, 11, 30, 12, 0)
+    said = {
+        seconds: relative_time(now - timedelta(seconds=seconds), now)
+        for seconds in (5, 60, 125, 3600, 7300, 86400, 3 * 86400, 40 * 86400)
+    }
+    assert said == {
+        5: "just now",
+        60: "1 minute ago",
+        125: "2 minutes ago",
+        3600: "1 hour ago",
+        7300: "2 hours ago",
+        86400: "yesterday",
+        3 * 86400: "3 days ago",
+        40 * 86400: "on 21 Oct 2026",
+    }
