@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.events.services import EventTag
 from app.extensions import db
-from app.models import Device, SecurityEvent
+from app.models import Client, Device, SecurityEvent
 from app.models.base import utcnow
 from app.security.sessions import describe_user_agent
 
@@ -78,11 +78,22 @@ class HistoryEntry:
 
 
 def label_for(
-    event: SecurityEvent, provider_names: dict[str, str] | None = None
+    event: SecurityEvent,
+    provider_names: dict[str, str] | None = None,
+    client_names: dict[str, str] | None = None,
 ) -> str:
     """The event in plain words (LABELS, plus what its details add). A tag
     with no label reads "Other security change", never the raw tag;
-    ``provider_names`` maps provider slugs to the names people know."""
+    ``provider_names`` and ``client_names`` map provider slugs and client
+    ids to the names people know."""
+    label = _base_label(event, provider_names)
+    client = (client_names or {}).get(str((event.details or {}).get("client_id")))
+    if client and client not in label:
+        label += f" ({client})" if ":" in label else f": {client}"
+    return label
+
+
+def _base_label(event: SecurityEvent, provider_names: dict[str, str] | None) -> str:
     label = LABELS.get(event.tag, "Other security change")
     details = event.details or {}
     provider = details.get("provider")
@@ -131,16 +142,29 @@ def security_history(
         .order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc())
         .limit(HISTORY_LIMIT)
     ).all()
+    clients = _client_names({(e.details or {}).get("client_id") for e, _ in rows})
     return [
         HistoryEntry(
             tag=event.tag,
-            label=label_for(event, provider_names),
+            label=label_for(event, provider_names, clients),
             at=event.created_at,
             device=_device_name(event, device_name),
             ip=event.ip,
         )
         for event, device_name in rows
     ]
+
+
+def _client_names(client_ids: set) -> dict[str, str]:
+    """Names of the clients the events mention (one query)."""
+    ids = [str(i) for i in client_ids if i]
+    if not ids:
+        return {}
+    return dict(
+        db.session.execute(
+            select(Client.client_id, Client.name).where(Client.client_id.in_(ids))
+        ).all()
+    )
 
 
 def _device_name(event: SecurityEvent, device_name: str | None) -> str:

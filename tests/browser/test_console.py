@@ -94,7 +94,9 @@ def test_remove_access_cuts_one_app_off_and_not_another(
 
     # The consent went with it: the next request asks again.
     page.goto(live_server.url + "/account/security")
-    assert "App access removed: Mail reader" in page.inner_text("#security-events")
+    history = page.inner_text("#security-events")
+    assert "App access removed: Mail reader" in history
+    assert "App given access: Photo album" in history  # named, not its client_id
 
 
 def test_device_sign_out_asks_first_says_so_and_leaves_the_list(
