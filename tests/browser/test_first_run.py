@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from tests.browser.console_helpers import assert_accessible, axe_script
 from tests.conftest import ROOT, LiveServer, free_port
@@ -93,3 +94,14 @@ def test_printed_url_ends_on_verified_claims(demo_server, browser):
     renewed = _dev_setup(env, "--new-password")["password"].split()[0]
     assert renewed != password
     context.close()
+
+
+def test_demo_callback_refuses_what_it_did_not_start(demo_server, live_server):
+    server, _ = demo_server
+    for query in ("", "?code=abc&state=forged", "?error=access_denied&state=x"):
+        answer = requests.get(server.url + "/demo/callback" + query, timeout=10)
+        assert answer.status_code == 400
+        assert "does not belong to a sign-in started here" in answer.text
+        assert "Traceback" not in answer.text
+    # Without LATCHKEY_DEMO_DATA (as in production) there is no demo at all.
+    assert requests.get(live_server.url + "/demo/start", timeout=10).status_code == 404

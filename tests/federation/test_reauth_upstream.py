@@ -16,7 +16,7 @@ from tests.federation.helpers import (
     sign_in_upstream,
     upstream_redirect,
 )
-from tests.flows.helpers import TIMEOUT, new_browser, sign_in
+from tests.flows.helpers import TIMEOUT, csrf_token, new_browser, sign_in
 
 REAUTH_OK = "account:reauth:success"
 REAUTH_FAILED = "account:reauth:failure"
@@ -91,3 +91,40 @@ def test_reauth_needs_a_linked_provider_and_a_session(app, base_url, factories):
         timeout=TIMEOUT,
     )
     assert_failure_page(refused, 400, "Not linked to this account")
+
+
+def test_sso_only_account_deactivates_after_reauth_upstream(
+    app, base_url, upstream, up_person, browser
+):
+    federate(browser, base_url, upstream, up_person)
+    account = account_by_email(app, up_person.email)
+    make_stale(app, account.id)
+    page = browser.get(base_url + "/account/deactivate", timeout=TIMEOUT)
+    assert 'id="reauth-link"' in page.text
+    refused = browser.post(
+        base_url + "/account/deactivate",
+        data={"csrf_token": csrf_token(page.text)},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert refused.status_code == 401
+    assert "Confirm it is you first" in refused.text
+    # Nothing was typed, so nothing was guessed: no failure event.
+    assert events(app, REAUTH_FAILED) == []
+    assert account_by_email(app, up_person.email).status == "active"
+
+    start = upstream_redirect(browser, base_url, reauth="1", next="/account/deactivate")
+    callback = sign_in_upstream(browser, upstream, start.headers["Location"], up_person)
+    back = follow(
+        browser, browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    )
+    assert 'id="reauth-link"' not in back.text
+    done = browser.post(
+        base_url + "/account/deactivate",
+        data={"csrf_token": csrf_token(back.text)},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert done.status_code == 200
+    assert "Your account is deactivated" in done.text
+    assert account_by_email(app, up_person.email).status == "deactivated"
