@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test lint test-sqlite test-postgresql setup tools browser-deps clean
+.PHONY: run test lint test-sqlite test-postgresql setup tools node-deps clean
 
 $(BIN)/flask: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,20 @@ setup: $(BIN)/flask
 tools:
 	bash scripts/test-tools.sh
 
+## The conformance suite's relying party (openid-client), from the lock file.
+NODE_DEPS := tests/conformance/node_modules/.package-lock.json
+$(NODE_DEPS): tests/conformance/package.json tests/conformance/package-lock.json | tools
+	npm ci --prefix tests/conformance --no-audit --no-fund
+	touch $(NODE_DEPS)
+
+## axe-core for the accessibility check of every page, from its lock file.
+AXE_DEPS := tests/browser/node_modules/.package-lock.json
+$(AXE_DEPS): tests/browser/package.json tests/browser/package-lock.json | tools
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $(AXE_DEPS)
+
+node-deps: $(NODE_DEPS) $(AXE_DEPS)
+
 ## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
 run: setup
 	$(BIN)/flask db upgrade
@@ -29,18 +43,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-## axe-core for the accessibility test, at the version package-lock.json pins.
-browser-deps: tools
-	npm ci --prefix tests/browser --no-audit --no-fund
-
-test-sqlite: setup tools browser-deps
+test-sqlite: setup tools node-deps
 	LATCHKEY_TEST_DB=sqlite $(BIN)/pytest
 
-test-postgresql: setup tools browser-deps
+test-postgresql: setup tools node-deps
 	LATCHKEY_TEST_DB=postgresql $(BIN)/pytest
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.
 test: lint test-sqlite test-postgresql
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache tests/browser/node_modules
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache tests/conformance/node_modules tests/browser/node_modules

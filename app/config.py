@@ -24,9 +24,12 @@ def _int(env, name, default):
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 0:  # every setting is a count, a size or a number of seconds
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
 
 
 def _bool(env, name, default):
@@ -227,12 +230,33 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
 
     if s.access_token_lifetime <= 0 or s.access_token_lifetime > 600:
         raise ConfigError("LATCHKEY_ACCESS_TOKEN_LIFETIME must be 1..600 seconds")
+    problem = issuer_problem(s.issuer)
+    if problem:
+        raise ConfigError(f"LATCHKEY_ISSUER {problem}, got {s.issuer!r}")
     if s.is_production:
         _check_production(s)
     else:
         _fill_development_defaults(s, instance_path)
     s.kek_bytes()  # fail at start, not at first signature
     return s
+
+
+def issuer_problem(issuer: str) -> str | None:
+    """What is wrong with an issuer identifier, or None. RFC 8414 §2 and
+    OIDC Discovery §3: an absolute URL with a host and no query or
+    fragment (https is required in production, separately)."""
+    if any(c.isspace() or ord(c) < 32 for c in issuer):
+        return "must not contain spaces"
+    try:
+        parsed = urlparse(issuer)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return "has an invalid port"
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "must be an absolute URL (https, or http outside production)"
+    if parsed.query or parsed.fragment or "?" in issuer or "#" in issuer:
+        return "must have no query or fragment"
+    return None
 
 
 def _check_production(s: Settings) -> None:

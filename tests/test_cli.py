@@ -212,6 +212,97 @@ def test_clients_create_invalid_redirect_uri_is_a_usage_error(cli, uri):
     assert as_json(cli("clients", "list", "--json")) == []
 
 
+BAD_BACKCHANNEL_URIS = [
+    "not a uri",
+    "/logout",
+    "rp.example.com/logout",
+    "ftp://rp.example.com/logout",
+    "javascript:alert(1)",
+    "https:///logout",
+    "https://rp.example.com/logout#frag",
+    "https://rp.example.com/logout#",
+    "https://rp.example.com:99999/logout",
+    "https://rp.example.com/log out",
+    "https://rp.example.com/\x00",
+    "https://rp.example.com/" + "x" * 2000,
+]
+
+
+@pytest.mark.parametrize("uri", BAD_BACKCHANNEL_URIS)
+def test_clients_create_invalid_backchannel_logout_uri_is_a_usage_error(cli, uri):
+    # Back-Channel Logout §2.2: an absolute http(s) URL without a fragment.
+    output = failed(
+        cli(
+            "clients",
+            "create",
+            "Bad",
+            "--redirect-uri",
+            REDIRECT,
+            "--backchannel-logout-uri",
+            uri,
+        ),
+        USAGE_ERROR,
+    )
+    assert "back-channel logout URI" in output
+    assert as_json(cli("clients", "list", "--json")) == []
+
+
+@pytest.mark.parametrize("uri", ["not a uri", "https://rp.example.com/bye#x", "/bye"])
+def test_clients_create_invalid_post_logout_redirect_uri_is_a_usage_error(cli, uri):
+    output = failed(
+        cli(
+            "clients",
+            "create",
+            "Bad",
+            "--redirect-uri",
+            REDIRECT,
+            "--post-logout-redirect-uri",
+            uri,
+        ),
+        USAGE_ERROR,
+    )
+    assert "redirect URI" in output
+    assert as_json(cli("clients", "list", "--json")) == []
+
+
+@pytest.mark.parametrize(
+    "uri", ["https://rp.example.com/logout?via=latchkey", "http://127.0.0.1:9/bc"]
+)
+def test_clients_create_accepts_a_good_backchannel_logout_uri(cli, uri):
+    made = as_json(
+        cli(
+            "clients",
+            "create",
+            "Good",
+            "--redirect-uri",
+            REDIRECT,
+            "--backchannel-logout-uri",
+            uri,
+            "--json",
+        )
+    )
+    assert made["backchannel_logout_uri"] == uri
+
+
+def test_backchannel_logout_uri_must_be_https_in_production(app_ctx):
+    from app.clients.services import InvalidClientMetadata, create_client
+
+    with pytest.raises(InvalidClientMetadata, match="https"):
+        create_client(
+            "Prod",
+            [REDIRECT],
+            backchannel_logout_uri="http://rp.example.com/logout",
+            production=True,
+        )
+    client, _ = create_client(
+        "Prod",
+        [REDIRECT],
+        backchannel_logout_uri="https://rp.example.com/logout",
+        production=True,
+    )
+    assert client.backchannel_logout_uri == "https://rp.example.com/logout"
+
+
 def test_clients_create_unknown_grant_type_is_a_usage_error(cli):
     output = failed(
         cli(

@@ -172,7 +172,7 @@ def test_development_keeps_secrets_it_is_given(tmp_path):
         "LATCHKEY_MAX_BODY_BYTES",
     ],
 )
-@pytest.mark.parametrize("raw", ["ten", "1.5", "60s"])
+@pytest.mark.parametrize("raw", ["ten", "1.5", "60s", "-1"])
 def test_bad_integer_names_the_variable(tmp_path, name, raw):
     message = _refused({name: raw}, tmp_path)
     assert name in message
@@ -190,6 +190,22 @@ def test_access_token_lifetime_of_ten_minutes_is_accepted(tmp_path):
         {"LATCHKEY_ACCESS_TOKEN_LIFETIME": "600"}, instance_path=str(tmp_path)
     )
     assert s.access_token_lifetime == 600
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "not a uri",
+        "127.0.0.1:5000",
+        "http://",
+        "https://idp.example?x=1",
+        "https://idp.example#f",
+    ],
+)
+def test_issuer_must_be_an_issuer_url(tmp_path, issuer):
+    # RFC 8414 §2: absolute, with a host, no query or fragment.
+    message = _refused({"LATCHKEY_ISSUER": issuer}, tmp_path)
+    assert "LATCHKEY_ISSUER" in message
 
 
 def test_development_default_database_can_be_created(tmp_path):

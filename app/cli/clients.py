@@ -1,4 +1,5 @@
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from app.cli.output import emit
@@ -79,6 +80,7 @@ def create(
             backchannel_logout_uri=backchannel_logout_uri,
             post_logout_redirect_uris=post_logout,
             client_id=client_id,
+            production=current_app.config["LATCHKEY"].is_production,
         )
     except InvalidClientMetadata as exc:
         raise click.UsageError(str(exc)) from exc

@@ -23,9 +23,40 @@ class InvalidClientMetadata(ValueError):
     """A registration value is not acceptable; the message says which."""
 
 
-def _check_redirect_uri(uri: str) -> None:
+MAX_URI_CHARS = 2000  # the width of the columns that hold them
+
+
+def _check_uri_text(uri, what: str) -> None:
+    # RFC 3986 §2: no spaces or control characters in a URI, ever.
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_CHARS:
+        raise InvalidClientMetadata(f"{what} must be 1 to {MAX_URI_CHARS} characters")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in uri):
+        raise InvalidClientMetadata(f"{what} must not contain spaces: {uri!r}")
+
+
+def _check_backchannel_logout_uri(uri: str, production: bool) -> None:
+    """Back-Channel Logout §2.2: an absolute http(s) URL without a fragment
+    (https in production: the logout token is a bearer credential)."""
+    what = "back-channel logout URI"
+    _check_uri_text(uri, what)
     parsed = urlparse(uri)
-    if parsed.fragment:
+    schemes = ("https",) if production else ("http", "https")
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise InvalidClientMetadata(
+            f"{what} must be an absolute {' or '.join(schemes)} URL: {uri}"
+        )
+    if parsed.fragment or uri.endswith("#"):
+        raise InvalidClientMetadata(f"{what} must not have a fragment: {uri}")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError as exc:
+        raise InvalidClientMetadata(f"{what} has an invalid port: {uri}") from exc
+
+
+def _check_redirect_uri(uri: str) -> None:
+    _check_uri_text(uri, "redirect URI")
+    parsed = urlparse(uri)
+    if parsed.fragment or uri.endswith("#"):
         raise InvalidClientMetadata(f"redirect URI must not have a fragment: {uri}")
     if parsed.scheme == "https" and parsed.netloc:
         return
@@ -68,8 +99,13 @@ def create_client(
     backchannel_logout_uri=None,
     post_logout_redirect_uris=(),
     client_id=None,
+    production=False,
 ) -> tuple[Client, str | None]:
-    """Register a client and commit. Returns (client, secret or None)."""
+    """Register a client and commit. Returns (client, secret or None).
+
+    Raises InvalidClientMetadata naming the first unacceptable value;
+    ``production`` requires https where the specifications say SHOULD.
+    """
     if not name:
         raise InvalidClientMetadata("a client needs a name")
     grant_types = list(grant_types or ["authorization_code", "refresh_token"])
@@ -90,6 +126,8 @@ def create_client(
         raise InvalidClientMetadata("authorization_code needs a redirect URI")
     for uri in redirect_uris + list(post_logout_redirect_uris):
         _check_redirect_uri(uri)
+    if backchannel_logout_uri is not None:
+        _check_backchannel_logout_uri(backchannel_logout_uri, production)
     client_id = client_id or secrets.token_urlsafe(16)
     if db.session.get(Client, client_id) is not None:
         raise InvalidClientMetadata(f"client id already taken: {client_id}")

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.federation.providers import Provider
 from app.models import BrowserSession
 from app.revocation.services import end_session
+from app.security.jose import UntrustedJWTRejected, checked_header
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LEEWAY_SECONDS = 120
@@ -26,18 +27,18 @@ def validate_logout_token(provider: Provider, client, token: str) -> dict:
     """The claims of a valid logout token from ``provider``; raises
     InvalidLogoutToken. ``client`` is the provider's Authlib client, which
     holds its discovery document and JWKS."""
-    if not token or len(token) > 8192:
-        raise InvalidLogoutToken("missing or oversized")
     metadata = client.load_server_metadata()
-    algorithms = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+    algorithms = upstream_algorithms(metadata)
     try:
-        decoded = _decode(token, client.fetch_jwk_set(), algorithms)
+        # The header's members are typed before joserfc picks a key by them.
+        checked_header(token, algorithms)
+    except UntrustedJWTRejected as exc:
+        raise InvalidLogoutToken(str(exc)) from exc
+    try:
+        decoded = _decode(token, _keys(client), algorithms)
     except JoseError:
         # The provider may have rotated its keys since we last fetched them.
-        try:
-            decoded = _decode(token, client.fetch_jwk_set(force=True), algorithms)
-        except JoseError as exc:
-            raise InvalidLogoutToken("signature") from exc
+        decoded = _decode(token, _keys(client, force=True), algorithms, last=True)
     claims, header = decoded.claims, decoded.header
     typ = header.get("typ")
     if typ is not None and typ.lower() not in ("logout+jwt", "jwt"):
@@ -62,8 +63,32 @@ def validate_logout_token(provider: Provider, client, token: str) -> dict:
     return claims
 
 
-def _decode(token: str, jwks: dict, algorithms: list[str]):
-    return jwt.decode(token, KeySet.import_key_set(jwks), algorithms=algorithms)
+def upstream_algorithms(metadata: dict) -> list[str]:
+    """The signing algorithms the provider's discovery document names (OIDC
+    Discovery §3; RS256 when it names none), strings only and never none."""
+    named = metadata.get("id_token_signing_alg_values_supported")
+    if not isinstance(named, list):
+        named = ["RS256"]
+    return [a for a in named if isinstance(a, str) and a.lower() != "none"]
+
+
+def _keys(client, force=False) -> KeySet:
+    # A provider whose JWKS cannot be fetched or read is unavailable (the
+    # view answers 503 so that it retries), not the token's fault.
+    return KeySet.import_key_set(client.fetch_jwk_set(force=force))
+
+
+def _decode(token: str, keys: KeySet, algorithms: list[str], last=False):
+    """Signature-checked token; a JoseError (on the first try only) means
+    "try again with fresh keys"; any other failure is the token's."""
+    try:
+        return jwt.decode(token, keys, algorithms=algorithms)
+    except JoseError as exc:
+        if not last:
+            raise
+        raise InvalidLogoutToken("signature") from exc
+    except (ValueError, TypeError) as exc:
+        raise InvalidLogoutToken("malformed") from exc
 
 
 def end_upstream_sessions(provider: Provider, claims: dict) -> list[tuple[str, str]]:

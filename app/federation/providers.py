@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, issuer_problem
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # fullmatch: "$" allows a "\n"
 
@@ -78,6 +78,9 @@ def _provider(entry: dict, settings: Settings) -> Provider:
     secret = secret or entry.get("client_secret", "")
     if secret_env and not secret:
         raise ConfigError(f"provider {slug}: {secret_env} is not set")
+    problem = issuer_problem(str(entry["issuer"]))
+    if problem:
+        raise ConfigError(f"provider {slug}: issuer {problem}")
     if settings.is_production and not str(entry["issuer"]).startswith("https://"):
         raise ConfigError(f"provider {slug}: issuer must use https")
     scopes = tuple(entry.get("scopes", ("openid", "email", "profile")))

@@ -90,7 +90,8 @@ def check_logout_request(params, keys: KeyRing, issuer: str) -> LogoutRequest:
                 "post_logout_redirect_uri needs client_id or id_token_hint.",
             )
         # RP-Initiated Logout §3: exact match with a registered value, or no
-        # redirection at all.
+        # redirection at all. RFC 8252 §7.3's any-port rule for loopback is
+        # about authorization requests' redirect URIs, so it is not applied.
         if redirect_uri not in (request.client.post_logout_redirect_uris or []):
             raise InvalidLogoutRequest(
                 "invalid_request",

@@ -2,6 +2,7 @@
 
 import hmac
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
@@ -12,6 +13,39 @@ from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.key import DEFAULT_ALG
 from app.security.tokens import hash_token
+
+LOOPBACK_IP_LITERALS = ("127.0.0.1", "[::1]")
+
+
+def _loopback_parts(uri: str):
+    """(host, path, query) of an ``http`` loopback IP-literal URI with a
+    valid (or no) port and nothing else odd, else None."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return None
+    host = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
+    # urlsplit lowercases the scheme; RFC 8252 §7.3 allows only "http".
+    if not uri.startswith("http://") or host not in LOOPBACK_IP_LITERALS:
+        return None
+    if parts.fragment or "@" in parts.netloc or parts.netloc.endswith(":"):
+        return None
+    return host, parts.path, parts.query
+
+
+def redirect_uri_matches(registered: str, requested: str) -> bool:
+    """Whether a requested redirect URI matches a registered one.
+
+    Exact string comparison (RFC 9700 §4.1.3), except that for ``http`` on
+    a loopback IP literal (127.0.0.1 or [::1], not ``localhost``) any port
+    is allowed (RFC 8252 §7.3, §8.3); scheme, host, path and query must
+    still be identical.
+    """
+    if requested == registered:
+        return True
+    ours, theirs = _loopback_parts(registered), _loopback_parts(requested)
+    return ours is not None and ours == theirs
 
 
 class Client(db.Model, ClientMixin):
@@ -62,8 +96,12 @@ class Client(db.Model, ClientMixin):
         return " ".join(s for s in scope_to_list(scope) if s in allowed)
 
     def check_redirect_uri(self, redirect_uri):
-        # RFC 9700 §4.1.3: exact string match, no patterns, no prefixes.
-        return redirect_uri in self.redirect_uris
+        # RFC 9700 §4.1.3: exact string match, no patterns, no prefixes;
+        # save RFC 8252 §7.3's port rule for loopback IP literals.
+        return any(
+            redirect_uri_matches(registered, redirect_uri)
+            for registered in self.redirect_uris
+        )
 
     def check_client_secret(self, client_secret):
         if self.secret_hash is None or not client_secret:

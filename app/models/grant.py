@@ -64,7 +64,9 @@ class AuthorizationCode(db.Model):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     session_sid: Mapped[str | None] = mapped_column(String(32), nullable=True)
     account_generation: Mapped[int] = mapped_column(Integer)
-    redirect_uri: Mapped[str] = mapped_column(Text)
+    # As sent to /authorize; None when it was not sent (RFC 6749 §4.1.3:
+    # then /token need not send it either).
+    redirect_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     scope: Mapped[str] = mapped_column(Text, default="")
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -22,9 +22,9 @@ from authlib.oidc.discovery import OpenIDProviderMetadata
 from flask import Flask
 
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
+from app.oauth.authorize_params import PROMPT_VALUES
 from app.oauth.metadata import Advertised, mark_of
 from app.oauth.tokens import ID_TOKEN_CLAIMS, SCOPE_CLAIMS, SUBJECT_TYPES
-from app.oauth.views import PROMPT_VALUES
 
 
 class MetadataError(RuntimeError):

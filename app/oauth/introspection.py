@@ -79,11 +79,8 @@ class TokenInspector:
         return refresh, grant
 
 
-class NotYourToken(Exception):
-    """The caller may not learn about this token (RFC 7662 §2.3)."""
-
-
 ACCESS, REFRESH = "access_token", "refresh_token"
+INACTIVE = {"active": False}
 
 
 def hint_order(hint: str | None) -> tuple[str, str]:
@@ -95,10 +92,13 @@ def hint_order(hint: str | None) -> tuple[str, str]:
 def describe_token(
     inspector: TokenInspector, token: str, hint: str | None, caller: Client, settings
 ) -> dict:
-    """RFC 7662 answer for ``token`` asked by ``caller``.
+    """RFC 7662 answer for ``token`` asked by ``caller``: the token's
+    description, or ``{"active": False}``.
 
-    Raises NotYourToken when the caller is not a resource server
-    (may_introspect) and the token is not one issued to it.
+    A client that is not a resource server (may_introspect) learns only
+    about tokens issued to it. RFC 7662 §2.2: a token the caller may not
+    know about is described as inactive, exactly like an unknown one, so
+    the answer tells it nothing (no error, no other field).
     """
     for kind in hint_order(hint):
         found = (_describe_access if kind == ACCESS else _describe_refresh)(
@@ -108,11 +108,9 @@ def describe_token(
             continue
         owner, answer = found
         if not caller.may_introspect and owner != caller.client_id:
-            raise NotYourToken
+            return dict(INACTIVE)
         return answer
-    if not caller.may_introspect:
-        raise NotYourToken
-    return {"active": False}
+    return dict(INACTIVE)
 
 
 def _describe_access(inspector: TokenInspector, token: str, settings):

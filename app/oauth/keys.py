@@ -6,7 +6,7 @@ import threading
 import time
 from datetime import timedelta
 
-from joserfc import jws, jwt
+from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from app.models import SigningKey
 from app.models.base import utcnow
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.security.crypto import KeyEncryption
+from app.security.jose import UntrustedJWTRejected, checked_header
 
 _PURPOSE = "signing-key"
 RELOAD_CHECK_SECONDS = 30
@@ -144,22 +145,22 @@ class KeyRing:
     def verify(self, token: str, typ: str | None = None) -> dict:
         """Signature-checked claims of ``token``; raises InvalidJWT.
 
+        The header's shape is checked before any member is used (see
+        security/jose.py), so no input makes this raise anything else.
         Does not check exp/iss/aud: callers decide what those must be.
         """
-        if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
-            raise InvalidJWT("not a compact JWS")
-        self._refresh()
         try:
-            header = jws.extract_compact(token.encode()).protected
-        except (JoseError, ValueError, TypeError) as exc:
-            raise InvalidJWT("malformed") from exc
+            header = checked_header(token, SUPPORTED_ALGS)
+        except UntrustedJWTRejected as exc:
+            raise InvalidJWT(str(exc)) from exc
+        self._refresh()
         kid = header.get("kid")
         if kid not in self._verifying:
             self._refresh(force=True)
         if kid not in self._verifying:
             raise InvalidJWT("unknown key")
         alg, key = self._verifying[kid]
-        if header.get("alg") != alg:
+        if header["alg"] != alg:
             raise InvalidJWT("algorithm does not match key")
         if typ is not None and header.get("typ", "").lower() != typ:
             raise InvalidJWT("wrong token type")

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749.errors import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.grants import OpenIDCode
+from authlib.oidc.core.grants.util import is_openid_scope
 from flask import request as flask_request
 from sqlalchemy import select, update
 
@@ -24,6 +25,7 @@ from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.models import Account, AccountStatus, AuthorizationCode, Client
 from app.models.base import utcnow
+from app.oauth.client_auth import only_presented
 from app.oauth.device_flow import (
     LatchkeyDeviceAuthorizationEndpoint,
     PollingDeviceCodeGrant,
@@ -76,7 +78,12 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         Basic credentials (RFC 7617 §2; a ValueError in Authlib's parser)
         all get 401 invalid_client with WWW-Authenticate, so the answer
         neither tells which client ids exist nor becomes a 500.
+
+        RFC 6749 §2.3: only the one method the request carries is tried, so
+        a wrong credential never falls through to another; two methods at
+        once are 400 invalid_request (see client_auth.presented_method).
         """
+        methods = only_presented(request, methods)
         try:
             return super().authenticate_client(request, methods, endpoint)
         except (InvalidClientError, ValueError) as exc:
@@ -207,6 +214,34 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def generate_authorization_code(self):
         return new_token()
 
+    def validate_authorization_redirect_uri(self, request, client):
+        """The redirect URI to answer to: the one sent (checked against the
+        registration), else the client's only registered one.
+
+        OIDC Core §3.1.2.1: an OpenID request (scope has openid) MUST send
+        redirect_uri; without it, the person is told (RFC 6749 §4.1.2.1:
+        never redirect to a URI the request did not name).
+        """
+        if not request.payload.redirect_uri and is_openid_scope(request.payload.scope):
+            raise InvalidRequestError(
+                "redirect_uri is required in an OpenID request.",
+                state=request.payload.state,
+            )
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(
+            request, client
+        )
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        code = self.request.authorization_code
+        sent = self.request.payload.redirect_uri
+        # RFC 6749 §4.1.3: not needed when /authorize was not sent one (Authlib
+        # checks equality when it was); if sent anyway, it must be the URI the
+        # code was delivered to.
+        default = self.request.client.get_default_redirect_uri()
+        if code.redirect_uri is None and sent and sent != default:
+            raise InvalidGrantError("Invalid 'redirect_uri' in request.")
+
     def validate_authorization_request(self):
         redirect_uri = super().validate_authorization_request()
         _check_nonce(self.request.payload.data.get("nonce"), redirect_uri)
@@ -224,8 +259,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 device_id=subject.device_id,
                 session_sid=subject.session_sid,
                 account_generation=subject.account.generation,
-                redirect_uri=request.payload.redirect_uri
-                or request.client.get_default_redirect_uri(),
+                # RFC 6749 §4.1.3: remember whether it was sent, not the
+                # default it fell back to ("" counts as absent, §3.1).
+                redirect_uri=request.payload.redirect_uri or None,
                 scope=request.scope or "",
                 nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),

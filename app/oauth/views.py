@@ -1,5 +1,7 @@
 """OAuth/OIDC endpoints: authorize (+consent), token, userinfo, discovery, JWKS."""
 
+import hashlib
+import json
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
@@ -15,6 +17,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 
@@ -23,6 +26,7 @@ from app.events.services import EventTag
 from app.events.web import record_request_event
 from app.extensions import csrf, db
 from app.models.base import utcnow
+from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
 from app.oauth.forms import ConsentForm
 from app.oauth.metadata import advertised_as, not_advertised
@@ -33,6 +37,11 @@ from app.security.sessions import load_current_session
 from app.web import form_expired
 
 bp = Blueprint("oauth", __name__)
+# Flask session keys: the request that was sent to sign in (and when), and
+# the request whose consent page was shown.
+LOGIN_ASKED = "authz_login_asked"
+CONSENT_ASKED = "authz_consent_asked"
+CONSENT_PAGES_KEPT = 5
 
 
 def _server():
@@ -76,101 +85,152 @@ def _subject(current) -> Subject:
     )
 
 
-# OIDC Core §3.1.2.1: the prompt values authorize() acts on (discovery's
-# prompt_values_supported, Initiating User Registration via OIDC §4.2).
-PROMPT_VALUES = ("none", "login", "consent")
+def _authorization_params() -> dict[str, str]:
+    """The authorization request's parameters, from the query (GET) or the
+    form (POST): OIDC Core §3.1.2.1 requires both bindings."""
+    return request.values.to_dict(flat=True)
 
 
-def _needs_login(current, prompts: set[str], max_age: str | None) -> bool:
-    if current is None or "login" in prompts:
+def _digest(params: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def _signed_in_for_this_request(current, params) -> bool:
+    """Whether ``current`` is the sign-in we asked for when this very
+    request last sent the person to the login page; true once only."""
+    asked = session.get(LOGIN_ASKED)
+    if not asked or asked.get("request") != _digest(params):
+        return False
+    session.pop(LOGIN_ASKED)
+    return current.session.auth_time.timestamp() >= asked["at"]
+
+
+def _needs_login(current, freshness: Freshness, params) -> bool:
+    if current is None:
         return True
-    if max_age is not None:
-        try:
-            age_limit = int(max_age)
-        except ValueError:
-            return False
-        return (utcnow() - current.auth_time).total_seconds() > age_limit
-    return False
+    if not (freshness.forces_login or freshness.max_age is not None):
+        return False
+    # OIDC Core §3.1.2.1: prompt=login and max_age ask for a sign-in; the
+    # one made for this request satisfies it, once, whatever max_age says
+    # (max_age=0 could never be met otherwise).
+    if _signed_in_for_this_request(current, params):
+        return False
+    if freshness.forces_login:
+        return True
+    age = (utcnow() - current.auth_time).total_seconds()
+    return age > freshness.max_age
 
 
-def _login_redirect():
-    # Ask once: the request we come back to no longer says prompt=login or
-    # max_age=0, since the sign-in just happened.
-    args = request.args.to_dict(flat=True)
-    prompts = set(args.get("prompt", "").split()) - {"login"}
-    if prompts:
-        args["prompt"] = " ".join(sorted(prompts))
-    else:
-        args.pop("prompt", None)
-    if args.get("max_age") == "0":
-        args.pop("max_age")
-    target = url_for("oauth.authorize") + "?" + urlencode(args)
+def _login_redirect(params: dict[str, str]):
+    """Send the person to sign in, and back to this request as a GET."""
+    session[LOGIN_ASKED] = {
+        "request": _digest(params),
+        "at": int(utcnow().timestamp()),
+    }
+    target = url_for("oauth.authorize") + "?" + urlencode(params)
     query = {"next": target}
-    if request.args.get("login_hint"):
-        query["login_hint"] = request.args["login_hint"]
+    if params.get("login_hint"):
+        query["login_hint"] = params["login_hint"]
     return redirect(url_for("accounts.login") + "?" + urlencode(query))
+
+
+def _validated_request(end_user):
+    """(grant, freshness) for this authorization request; raises
+    OAuth2Error."""
+    grant = _server().get_consent_grant(end_user=end_user)
+    freshness = check_authorization_params(
+        _authorization_params(), grant.redirect_uri, grant.RESPONSE_MODES
+    )
+    return grant, freshness
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
 @advertised_as("authorization_endpoint")
+@csrf.exempt  # a relying party's form POST (OIDC Core §3.1.2.1), not ours
 def authorize():
+    """The authorization request, by GET or form POST (OIDC Core §3.1.2.1).
+    It changes nothing by itself; the person's answer goes to the
+    CSRF-protected consent route."""
+    params = _authorization_params()
     current = load_current_session()
     end_user = _subject(current) if current else None
     try:
-        grant = _server().get_consent_grant(end_user=end_user)
+        grant, freshness = _validated_request(end_user)
     except OAuth2Error as error:
         return _oauth_error(error)
-    client = grant.client
-    redirect_uri = grant.redirect_uri
-    prompts = set(request.args.get("prompt", "").split())
-    state = request.args.get("state")
-
-    if request.method == "GET" and _needs_login(
-        current, prompts, request.args.get("max_age")
-    ):
-        if "none" in prompts:
+    client, redirect_uri = grant.client, grant.redirect_uri
+    state = params.get("state")
+    if _needs_login(current, freshness, params):
+        if "none" in freshness.prompts:
             return _error_redirect(LoginRequiredError(redirect_uri=redirect_uri), state)
-        return _login_redirect()
-    if current is None:
-        return _login_redirect()
+        return _login_redirect(params)
     gate = gate_for_clients(current.account)
     if gate is not None:
-        if "none" in prompts:
+        if "none" in freshness.prompts:
             return _error_redirect(
                 InteractionRequiredError(redirect_uri=redirect_uri), state
             )
         return gate
-
     scope = grant.request.scope or ""
-    form = ConsentForm()
-    if request.method == "POST":
-        if not form.validate_on_submit():
-            return form_expired()
-        if not form.approve.data:
-            return _server().create_authorization_response(grant_user=None, grant=grant)
-        remember_consent(current.account.id, client.client_id, scope)
-        record_request_event(
-            EventTag.CONSENT_GRANTED,
-            current.account.id,
-            client_id=client.client_id,
-            scope=scope,
-            device_id=current.device.id,
-        )
-        db.session.commit()
-        return _server().create_authorization_response(grant_user=end_user, grant=grant)
-
-    if "consent" in prompts or consent_needed(current.account.id, client, scope):
-        if "none" in prompts:
+    if "consent" in freshness.prompts or consent_needed(
+        current.account.id, client, scope
+    ):
+        if "none" in freshness.prompts:
             return _error_redirect(
                 ConsentRequiredError(redirect_uri=redirect_uri), state
             )
+        # The answer is accepted for this request only (see consent()); a
+        # few are kept so that pages open in several tabs can all answer.
+        asked = [d for d in session.get(CONSENT_ASKED, []) if d != _digest(params)]
+        session[CONSENT_ASKED] = [*asked, _digest(params)][-CONSENT_PAGES_KEPT:]
         return render_template(
             "oauth/consent.html",
-            form=form,
+            form=ConsentForm(formdata=None),
+            action=url_for("oauth.consent") + "?" + urlencode(params),
             client=client,
             scopes=scope.split(),
             account=current.account,
         )
+    return _server().create_authorization_response(grant_user=end_user, grant=grant)
+
+
+@bp.route("/authorize/consent", methods=["POST"])
+@not_advertised("the person's answer on our consent page, not a client's endpoint")
+def consent():
+    """The person's Allow or Deny, for the request in the query string: the
+    one whose consent page this browser was shown (CSRF-protected, and
+    bound to that request so the page cannot answer another)."""
+    params = request.args.to_dict(flat=True)
+    form = ConsentForm()
+    if not form.validate_on_submit():
+        return form_expired()
+    asked = session.get(CONSENT_ASKED, [])
+    if _digest(params) not in asked:
+        return form_expired()
+    session[CONSENT_ASKED] = [d for d in asked if d != _digest(params)]
+    current = load_current_session()
+    if current is None:
+        return _login_redirect(params)
+    end_user = _subject(current)
+    try:
+        grant = _server().get_consent_grant(end_user=end_user)
+    except OAuth2Error as error:
+        return _oauth_error(error)
+    gate = gate_for_clients(current.account)
+    if gate is not None:
+        return gate
+    if not form.approve.data:
+        return _server().create_authorization_response(grant_user=None, grant=grant)
+    scope = grant.request.scope or ""
+    remember_consent(current.account.id, grant.client.client_id, scope)
+    record_request_event(
+        EventTag.CONSENT_GRANTED,
+        current.account.id,
+        client_id=grant.client.client_id,
+        scope=scope,
+        device_id=current.device.id,
+    )
+    db.session.commit()
     return _server().create_authorization_response(grant_user=end_user, grant=grant)
 
 

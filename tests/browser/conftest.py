@@ -1,43 +1,11 @@
-"""Browser fixtures: one headless Chromium per run (Debian's, not Playwright's
-download) and a stand-in relying party that receives the redirect."""
+"""Browser fixtures: a stand-in relying party that receives the redirect.
+The headless Chromium (``browser``, ``page``) is in tests/conftest.py: one
+per run, shared with the conformance suite."""
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """A headless Chromium shared by every browser test in the run."""
-    if not CHROMIUM.exists():
-        # Never a skip: a suite that passes without its browser tests proves
-        # nothing about the pages (make test installs chromium first).
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page in its own context: no cookies carried between tests."""
-    context = browser.new_context()
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
 
 
 class RelyingParty:

@@ -207,6 +207,26 @@ def test_non_https_issuer_in_production(tmp_path, issuer):
     expect_error(settings_for(path, env="production"), "acme", "issuer", "https")
 
 
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "not a uri",
+        "sso.acme.example",
+        "ftp://sso.acme.example",
+        "https://",
+        "https://sso.acme.example?tenant=1",
+        "https://sso.acme.example#x",
+        "https://sso.acme.example:99999",
+        "https://sso acme.example",
+    ],
+)
+def test_issuer_that_is_not_an_issuer_url(tmp_path, issuer):
+    # RFC 8414 §2 / OIDC Discovery §3: absolute, with a host, no query or
+    # fragment; refused outside production too.
+    path = write_json(tmp_path, acme(issuer=issuer))
+    expect_error(settings_for(path), "acme", "issuer")
+
+
 def test_scopes_without_openid(tmp_path):
     path = write_json(tmp_path, acme(scopes=["email", "profile"]))
     expect_error(settings_for(path), "acme", "openid")

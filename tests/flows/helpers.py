@@ -25,6 +25,9 @@ JWT_ALGS = ["ES256", "RS256"]
 
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r'([\w-]+)="([^"]*)"')
+_FORM = re.compile(
+    r'<form\b[^>]*method="post"(?:[^>]*action="([^"]*)")?', re.IGNORECASE
+)
 
 
 # -- encoding ----------------------------------------------------------------
@@ -110,13 +113,20 @@ def sign_in(browser: requests.Session, base_url: str, account) -> requests.Respo
     return response
 
 
+def form_action(page: requests.Response) -> str:
+    """The absolute URL the page's (first) POST form submits to."""
+    match = _FORM.search(page.text)
+    assert match, "the page has no POST form"
+    return urljoin(page.url, unescape(match.group(1) or ""))
+
+
 def submit_consent(
     browser: requests.Session, page: requests.Response, approve=True
 ) -> requests.Response:
-    """Press Allow or Deny on a consent page (the form posts to its own URL)."""
+    """Press Allow or Deny on a consent page."""
     button = {"approve": "Allow"} if approve else {"deny": "Deny"}
     return browser.post(
-        page.url,
+        form_action(page),
         data={"csrf_token": csrf_token(page.text), **button},
         allow_redirects=False,
         timeout=TIMEOUT,

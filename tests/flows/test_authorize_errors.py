@@ -14,6 +14,7 @@ from tests.flows.helpers import (
     assert_error_page,
     assert_error_redirect,
     csrf_token,
+    form_action,
     form_inputs,
     is_consent_page,
     is_login_page,
@@ -63,7 +64,10 @@ def test_unknown_client_gets_an_error_page(
         "http://127.0.0.1:8765/callback/../evil",
         "http://127.0.0.1:8765/callback?x=1",
         "http://127.0.0.1:8765/callbackx",
-        "http://127.0.0.1:8766/callback",
+        # Another port is fine on a loopback IP literal (RFC 8252 §7.3; see
+        # test_redirect_uris.py), but not on another host or scheme.
+        "http://localhost:8765/callback",
+        "https://127.0.0.1:8765/callback",
         "HTTP://127.0.0.1:8765/callback",
     ],
 )
@@ -219,7 +223,9 @@ def test_consent_post_without_csrf_token_changes_nothing(
     data = {"approve": "Allow"}
     if token is not None:
         data["csrf_token"] = token
-    response = browser.post(page.url, data=data, allow_redirects=False, timeout=TIMEOUT)
+    response = browser.post(
+        form_action(page), data=data, allow_redirects=False, timeout=TIMEOUT
+    )
     assert response.status_code == 400
     assert "Location" not in response.headers
     assert "Traceback" not in response.text
