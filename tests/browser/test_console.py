@@ -137,6 +137,7 @@ def test_device_sign_out_asks_first_says_so_and_leaves_the_list(
         assert here.locator("#devices .device").count() == 2
         # Signing out in the browser (the nav's Sign out) removes it too.
         other.click("#nav-sign-out")
+        other.click("#confirm-sign-out")
         other.wait_for_url(live_server.url + "/login")
         assert "You are signed out." in flash_text(other)
         here.reload()
