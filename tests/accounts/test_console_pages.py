@@ -138,7 +138,7 @@ def test_remove_access_refuses_what_is_not_there(app, factories, person, web):
         assert asked.location == "/account/apps"
         posted = web.post(
             f"/account/apps/{client_id}/remove",
-            {"csrf_token": csrf_token(web.get("/account/apps").text)},
+            {"csrf_token": csrf_token(web.get("/account").text)},
         )
         assert posted.status_code == 302
     assert "has no access to your account" in web.get("/account/apps").text
