@@ -18,13 +18,20 @@ COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
+COPY deploy/gunicorn.conf.py ./deploy/gunicorn.conf.py
+# The root filesystem can be read-only (deploy/kubernetes): nothing is
+# written but Python's bytecode cache (off) and the metrics directory under
+# /tmp, which Kubernetes mounts as an emptyDir.
 ENV PATH=/opt/latchkey/bin:$PATH \
     FLASK_APP=app \
     LATCHKEY_ENV=production \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/latchkey-metrics
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-# Migrations are a deploy step of their own: docker run IMAGE flask db upgrade
-CMD ["gunicorn", "--workers", "4", "--bind", "0.0.0.0:8000", "app.wsgi:app"]
+# Deploy steps run from the same image before the web processes start
+# (docs/PRODUCTION.md): flask db upgrade, then flask keys.
+CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "app.wsgi:app"]

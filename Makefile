@@ -2,6 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LINT_VENV := .venv-lint
 export FLASK_APP := app
 
 .PHONY: run test lint test-sqlite test-postgresql setup tools node-deps clean
@@ -12,7 +13,14 @@ $(BIN)/flask: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(BIN)/flask
 
-setup: $(BIN)/flask
+## checkov and kubernetes-validate, apart: checkov pins packages of its own.
+$(LINT_VENV)/bin/checkov: deploy/lint-requirements.txt
+	$(PY) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install -q --upgrade pip
+	$(LINT_VENV)/bin/pip install -q -r deploy/lint-requirements.txt
+	touch $(LINT_VENV)/bin/checkov
+
+setup: $(BIN)/flask $(LINT_VENV)/bin/checkov
 
 ## Chromium, node and npm: installed when missing (as root), else a loud failure.
 tools:
@@ -42,6 +50,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+	$(LINT_VENV)/bin/kubernetes-validate --strict --quiet \
+		$(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
+	$(LINT_VENV)/bin/checkov --config-file deploy/checkov.yaml
 
 test-sqlite: setup tools node-deps
 	LATCHKEY_TEST_DB=sqlite $(BIN)/pytest
@@ -53,4 +64,4 @@ test-postgresql: setup tools node-deps
 test: lint test-sqlite test-postgresql
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache tests/conformance/node_modules tests/browser/node_modules
+	rm -rf $(VENV) $(LINT_VENV) instance .pytest_cache .ruff_cache tests/conformance/node_modules tests/browser/node_modules

@@ -2,7 +2,9 @@
 
 - ``force-password-reset``: mark accounts so that they must choose a new
   password before they get any token, optionally signing them out
-  everywhere, and email each one a notice. Batched, resumable, idempotent.
+  everywhere (SSO-only accounts too), and email each one a notice. Batched
+  set-based (optionally several batches at once), resumable, idempotent,
+  one run per incident at a time.
 - ``sign-out-everyone``: cut off every session and grant of every account
   in a constant number of statements.
 """
@@ -16,11 +18,13 @@ from flask.cli import with_appcontext
 
 from app.accounts.incident import (
     BATCH_SIZE,
+    BatchRunner,
+    IncidentInProgress,
     InvalidIncidentName,
     Selection,
     check_incident_name,
     count_known,
-    force_reset_batch,
+    incident_lock,
     pending_batches,
 )
 from app.accounts.services import InvalidEmail, normalize_email
@@ -81,7 +85,9 @@ def _selection(everyone, emails_file, since) -> tuple[Selection, list[str]]:
 @click.option(
     "--sign-out",
     is_flag=True,
-    help="Also sign them out of every device and app.",
+    help="Also sign them out of every device and app; SSO-only accounts, "
+    "which have no password to reset, are signed out and told to sign in "
+    "again through their provider.",
 )
 @click.option(
     "--incident",
@@ -100,14 +106,31 @@ def _selection(everyone, emails_file, since) -> tuple[Selection, list[str]]:
     type=click.IntRange(min=1),
     help="Stop after this many batches; run the command again to go on.",
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Batches run side by side (PostgreSQL; each holds a connection).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @with_appcontext
 def force_password_reset(
-    everyone, emails_file, since, sign_out, incident, batch_size, max_batches, as_json
+    everyone,
+    emails_file,
+    since,
+    sign_out,
+    incident,
+    batch_size,
+    max_batches,
+    jobs,
+    as_json,
 ):
     """Make accounts choose a new password before they get any token, and
-    email each one a notice. Safe to stop and run again: accounts already
-    done for the incident are skipped, and nobody is emailed twice."""
+    email each one a notice; with --sign-out, also sign every account in the
+    set out everywhere, SSO-only ones included. Safe to stop and run again:
+    accounts already done for the incident are skipped, and nobody is
+    signed out or emailed twice."""
     selection, invalid = _selection(everyone, emails_file, since)
     day = (since or datetime.now(UTC)).strftime("%Y-%m-%d")
     try:
@@ -123,6 +146,7 @@ def force_password_reset(
         "accounts": 0,
         "marked": 0,
         "signed_out": 0,
+        "sso_only_signed_out": 0,
         "emails_queued": 0,
         "complete": False,
     }
@@ -131,21 +155,24 @@ def force_password_reset(
         summary["unknown_emails"] = len(selection.emails) - known
         summary["invalid_lines"] = invalid
     click.echo(f"incident {incident}: forcing password resets", err=True)
-    batches = pending_batches(selection, incident, batch_size)
+    batches = pending_batches(selection, incident, batch_size, sign_out)
+    runner = BatchRunner(incident, sign_out, jobs, max_batches)
     try:
-        for ids in batches:
-            done = force_reset_batch(ids, incident, sign_out)
-            _add(summary, done)
-            click.echo(
-                f"batch {summary['batches']}: {len(ids)} accounts "
-                f"({summary['accounts']} so far, "
-                f"{summary['emails_queued']} notices queued)",
-                err=True,
-            )
-            if max_batches and summary["batches"] >= max_batches:
-                break
-        else:
-            summary["complete"] = True
+        with incident_lock(incident):
+            for done in runner.run(batches):
+                _add(summary, done)
+                click.echo(
+                    f"batch {summary['batches']}: {len(done.account_ids)} accounts "
+                    f"({summary['accounts']} so far, "
+                    f"{summary['emails_queued']} notices queued)",
+                    err=True,
+                )
+        summary["complete"] = not runner.stopped_early
+    except IncidentInProgress:
+        raise click.ClickException(
+            f"another run of incident {incident} is in progress; "
+            "run this one again when it has finished"
+        ) from None
     except KeyboardInterrupt:
         db.session.rollback()  # the batch in progress did nothing
         click.echo("interrupted; run the same command again to go on", err=True)
@@ -161,6 +188,7 @@ def _add(summary: dict, done) -> None:
     summary["accounts"] += len(done.account_ids)
     summary["marked"] += done.marked
     summary["signed_out"] += done.signed_out
+    summary["sso_only_signed_out"] += done.sso_only_signed_out
     summary["emails_queued"] += done.emails_queued
 
 

@@ -42,6 +42,7 @@ LABELS = {
     EventTag.PASSWORD_CHANGED: "Password changed",
     EventTag.PASSWORD_RESET_REQUESTED: "Password reset link requested",
     EventTag.PASSWORD_RESET_FORCED: "Password reset required by an administrator",
+    EventTag.SIGNED_OUT_FOR_INCIDENT: "Signed out of all devices by an administrator",
     EventTag.EMAIL_VERIFIED: "Email address verified",
     EventTag.EMAIL_CHANGE_REQUESTED: "Email address change requested",
     EventTag.EMAIL_CHANGED: "Email address changed",

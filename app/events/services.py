@@ -28,6 +28,9 @@ class EventTag(enum.StrEnum):
     PASSWORD_CHANGED = "account:password:changed"
     PASSWORD_RESET_REQUESTED = "account:password:reset_requested"
     PASSWORD_RESET_FORCED = "account:password:reset_forced"
+    # An SSO-only account signed out by `flask security force-password-reset
+    # --sign-out`: it has no password to reset.
+    SIGNED_OUT_FOR_INCIDENT = "account:devices:signed_out_incident"
     EMAIL_VERIFIED = "account:email:verified"
     EMAIL_CHANGE_REQUESTED = "account:email:change_requested"
     EMAIL_CHANGED = "account:email:changed"

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import requests
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, tuple_
 
 from app.extensions import db
 from app.models import Account, Client, Grant
@@ -83,6 +83,24 @@ def queue_logout_for_account(account_id: str, cut_off_generation: int) -> None:
     )
 
 
+def queue_logout_for_accounts(cut_offs: list[tuple[str, int]], key: str) -> None:
+    """Each (account_id, generation) in ``cut_offs`` was cut off at once
+    (`flask security force-password-reset --sign-out`, one batch): one row
+    for the whole batch, told to relying parties as ``queue_logout_for_account``
+    would tell each. ``key`` names the batch. No commit."""
+    enqueue(
+        FANOUT,
+        {
+            "cause": "accounts",
+            "accounts": [
+                [account_id, generation] for account_id, generation in cut_offs
+            ],
+            "at": utcnow().isoformat(),
+        },
+        dedupe_key=f"{FANOUT}:accounts:{key}",
+    )
+
+
 def queue_logout_for_everyone() -> None:
     """Every account's generation was bumped at once (`flask security
     sign-out-everyone`): one row, however many accounts. No commit."""
@@ -126,6 +144,9 @@ def fan_out(delivery: Delivery) -> None:
             _not_revoked_before(payload["at"]),
         )
         cause_key = f"account:{payload['generation']}"
+    elif cause == "accounts":
+        _fan_out_accounts(affected, payload, delivery.now)
+        return
     elif cause == "everyone":
         # The grants live at the bump: made before it, in the generation
         # just before each account's current one (an account bumped again
@@ -140,6 +161,21 @@ def fan_out(delivery: Delivery) -> None:
         raise ValueError(f"unknown back-channel logout cause {cause!r}")
     for client_id, sid, sub in db.session.execute(affected):
         _queue_logout_token(client_id, sub, sid, cause_key, delivery.now)
+
+
+def _fan_out_accounts(affected, payload: dict, now: datetime) -> None:
+    # The grants of each account made in the generation that was cut off,
+    # named as a one-account cut-off names them, so that the relying party
+    # hears once whichever of the two told it.
+    generations = dict(payload["accounts"])
+    affected = affected.where(
+        tuple_(Grant.account_id, Grant.account_generation).in_(
+            list(generations.items())
+        ),
+        _not_revoked_before(payload["at"]),
+    )
+    for client_id, sid, sub in db.session.execute(affected):
+        _queue_logout_token(client_id, sub, sid, f"account:{generations[sub]}", now)
 
 
 def _not_revoked_before(at: str):

@@ -18,10 +18,12 @@ from app.accounts.incident import dedupe_key
 from app.events.services import EventTag
 from app.extensions import db
 from app.logout.backchannel import FANOUT, LOGOUT, fan_out
-from app.models import Account, OutboxMessage, SecurityEvent
+from app.mail.services import open_body
+from app.models import Account, FederatedIdentity, OutboxMessage, SecurityEvent
 from app.models.base import utcnow
 from app.oauth.server import PASSWORD_RESET_REQUIRED
 from app.outbox.services import run_once
+from tests.conftest import UPSTREAM_SLUG
 from tests.flows.device_helpers import (
     device_client,
     link_device,
@@ -112,6 +114,20 @@ def event_count(app, tag: EventTag) -> int:
     )
 
 
+def crash_on_notice(monkeypatch, n: int) -> None:
+    """Make the ``n``th notice built from now on raise, as a crash would."""
+    real_payload = incident_module.MailMerge.payload
+    calls = {"n": 0}
+
+    def failing_payload(self, to):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError("simulated crash")
+        return real_payload(self, to)
+
+    monkeypatch.setattr(incident_module.MailMerge, "payload", failing_payload)
+
+
 @contextmanager
 def counted_statements(app):
     """Count the SQL statements sent to the database inside the block."""
@@ -146,16 +162,7 @@ def test_force_reset_of_10000_accounts_is_resumable_and_mails_each_once(
 
     # ... and the next run dies on the 200th notice of its second batch:
     # the first batch is committed, the second leaves nothing behind.
-    real_queue_email = incident_module.queue_email
-    calls = {"n": 0}
-
-    def failing_queue_email(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 700:
-            raise RuntimeError("simulated crash")
-        return real_queue_email(*args, **kwargs)
-
-    monkeypatch.setattr(incident_module, "queue_email", failing_queue_email)
+    crash_on_notice(monkeypatch, 700)
     assert isinstance(cli(*command).exception, RuntimeError)
     monkeypatch.undo()
     assert notice_count(app, incident) == (2000, 2000)
@@ -195,6 +202,208 @@ def test_force_reset_of_10000_accounts_is_resumable_and_mails_each_once(
     assert time.monotonic() - started < 60
 
 
+def sso_only(app, ids: list[str]) -> None:
+    """Make ``ids`` SSO-only: no password, one identity at the upstream."""
+    with app.app_context():
+        db.session.execute(
+            update(Account).where(Account.id.in_(ids)).values(password_hash=None)
+        )
+        db.session.execute(
+            insert(FederatedIdentity),
+            [
+                {"account_id": i, "provider": UPSTREAM_SLUG, "subject": f"s-{i}"}
+                for i in ids
+            ],
+        )
+        db.session.commit()
+        db.session.remove()
+
+
+def test_sign_out_of_password_and_sso_only_accounts_resumes_and_tells_each_once(
+    app, cli, monkeypatch
+):
+    ids = bulk_accounts(app, 1000)
+    sso = ids[::5]  # 200 SSO-only accounts, 30 in each batch of 150
+    sso_only(app, sso)
+    # A deactivated SSO-only account was signed out when it was deactivated,
+    # and nobody reads its mail: the incident leaves it alone.
+    [dormant] = bulk_accounts(app, 1, prefix="dormant")
+    sso_only(app, [dormant])
+    with app.app_context():
+        db.session.execute(
+            update(Account).where(Account.id == dormant).values(status="deactivated")
+        )
+        db.session.commit()
+        db.session.remove()
+    incident = "breach-" + secrets.token_hex(3)
+    command = (
+        "security", "force-password-reset", "--all", "--sign-out",
+        "--incident", incident, "--batch-size", "150",
+    )  # fmt: skip
+
+    # Stopped after two batches, then a run that dies inside its second ...
+    first = summary(cli(*command, "--max-batches", "2", "--json"))
+    assert first["accounts"] == first["signed_out"] == first["emails_queued"] == 300
+    assert first["sso_only_signed_out"] == 60
+    assert first["marked"] == 240
+    crash_on_notice(monkeypatch, 200)
+    assert isinstance(cli(*command).exception, RuntimeError)
+    monkeypatch.undo()
+    assert notice_count(app, incident) == (450, 450)
+    # ... and one to the end (two batches at a time on PostgreSQL), and one
+    # more that finds nothing left.
+    rest = summary(cli(*command, "--jobs", "2", "--json"))
+    assert rest["complete"] is True
+    assert rest["accounts"] == rest["signed_out"] == rest["emails_queued"] == 550
+    assert rest["sso_only_signed_out"] == 110
+    last = summary(cli(*command, "--json"))
+    assert last["accounts"] == last["emails_queued"] == 0
+
+    with app.app_context():
+        generations = dict(
+            db.session.execute(select(Account.id, Account.generation)).all()
+        )
+        forced = set(
+            db.session.execute(
+                select(Account.id).where(Account.must_reset_password.is_(True))
+            ).scalars()
+        )
+        notices = {
+            key.rsplit(":", 1)[1]: open_body(payload) | {"subject": payload["subject"]}
+            for key, payload in db.session.execute(
+                select(OutboxMessage.dedupe_key, OutboxMessage.payload).where(
+                    OutboxMessage.kind == EMAIL
+                )
+            )
+        }
+        events = db.session.execute(
+            select(SecurityEvent.account_id, SecurityEvent.tag)
+        ).all()
+        cut_offs = [
+            pair
+            for payload in db.session.execute(
+                select(OutboxMessage.payload).where(OutboxMessage.kind == FANOUT)
+            ).scalars()
+            for pair in payload["accounts"]
+        ]
+        db.session.remove()
+
+    # Every account signed out exactly once; the dormant one not at all.
+    assert {i: generations[i] for i in ids} == dict.fromkeys(ids, 1)
+    assert generations[dormant] == 0
+    assert forced == set(ids) - set(sso)
+    # One notice each, of the right kind.
+    assert set(notices) == set(ids)
+    emails = {i: f"bulk-{i[:6]}-{n}@example.com" for n, i in enumerate(ids)}
+    for account_id in ids:
+        notice = notices[account_id]
+        # The merged address is each recipient's own, in both parts.
+        assert emails[account_id] in notice["text"]
+        assert f"<strong>{emails[account_id]}</strong>" in notice["html"]
+        if account_id in sso:
+            assert notice["subject"] == "We signed you out of every device"
+            assert "sign in again through Upstream SSO" in notice["text"]
+            assert "new password" not in notice["text"]
+        else:
+            assert notice["subject"].startswith("Please choose a new password")
+            assert "signed your account out of every device" in notice["text"]
+    # One event each, of the right kind; one cut-off each for relying parties.
+    assert sorted(events) == sorted(
+        (i, str(EventTag.SIGNED_OUT_FOR_INCIDENT if i in sso else
+                EventTag.PASSWORD_RESET_FORCED))
+        for i in ids
+    )  # fmt: skip
+    assert sorted(cut_offs) == sorted([i, 0] for i in ids)
+
+
+def test_a_batch_leaves_out_accounts_another_run_did_meanwhile(app):
+    ids = bulk_accounts(app, 6)
+    sso_only(app, ids[:3])
+    with app.test_request_context():
+        # Two runs selected the same batch; the first one committed it ...
+        [selected] = list(
+            incident_module.pending_batches(
+                incident_module.Selection(everyone=True), "race", 10, True
+            )
+        )
+        first = incident_module.force_reset_batch(selected, "race", True)
+        # ... and the second one's stale selection claims nothing.
+        second = incident_module.force_reset_batch(selected, "race", True)
+        db.session.remove()
+    assert sorted(first.account_ids) == sorted(ids)
+    assert second.account_ids == []
+    assert second.emails_queued == second.signed_out == 0
+    generations = select(Account.generation).where(Account.id.in_(ids))
+    with app.app_context():
+        assert set(db.session.execute(generations).scalars()) == {1}
+        db.session.remove()
+    assert notice_count(app, "race") == (6, 6)
+    assert event_count(app, EventTag.SIGNED_OUT_FOR_INCIDENT) == 3
+
+
+def test_a_second_run_of_an_incident_in_progress_is_refused(app, cli):
+    ids = bulk_accounts(app, 4)
+    sso_only(app, ids[:2])
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite serializes writers by itself")
+        with incident_module.incident_lock("held"):
+            result = cli(
+                "security", "force-password-reset", "--all", "--sign-out",
+                "--incident", "held",
+            )  # fmt: skip
+        db.session.remove()
+    assert result.exit_code == 1
+    assert "another run of incident held is in progress" in result.output
+    assert notice_count(app, "held") == (0, 0)
+    # Once the first run is over, the same command does the work.
+    assert summary(
+        cli("security", "force-password-reset", "--all", "--sign-out",
+            "--incident", "held", "--json")
+    )["accounts"] == 4  # fmt: skip
+
+
+def test_a_batch_is_the_same_few_statements_whatever_its_size(app, cli):
+    ids = bulk_accounts(app, 1100)
+    sso_only(app, ids[::4])
+    counts = []
+    for size in (10, 1000):
+        with counted_statements(app) as statements:
+            result = summary(
+                cli(
+                    "security", "force-password-reset", "--all", "--sign-out",
+                    "--incident", "sized", "--batch-size", str(size),
+                    "--max-batches", "1", "--json",
+                )
+            )  # fmt: skip
+        assert result["accounts"] == result["emails_queued"] == size
+        assert 0 < result["sso_only_signed_out"] < size
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
+
+
+def test_forced_sign_out_tells_relying_parties(
+    app, cli, tmp_path, base_url, person, browser, factories
+):
+    rp = factories.client(backchannel_logout_uri="http://127.0.0.1:9/logout")
+    tokens = tokens_for(browser, base_url, person, rp, scope="openid offline_access")
+    assert force_reset(cli, tmp_path, person.email, "--sign-out")["signed_out"] == 1
+
+    assert_json_error(
+        refresh(base_url, rp, tokens["refresh_token"]), 400, "invalid_grant"
+    )
+    with app.app_context():
+        run_once(handlers={FANOUT: fan_out})
+        logouts = list(
+            db.session.execute(
+                select(OutboxMessage.payload).where(OutboxMessage.kind == LOGOUT)
+            ).scalars()
+        )
+        db.session.remove()
+    assert [(p["client_id"], p["sub"]) for p in logouts] == [(rp.client_id, person.id)]
+    assert logouts[0].get("sid")
+
+
 def test_force_reset_by_emails_file_with_sign_out(app, cli, tmp_path):
     ids = bulk_accounts(app, 6, prefix="listed")
     with app.app_context():
@@ -226,8 +435,10 @@ def test_force_reset_by_emails_file_with_sign_out(app, cli, tmp_path):
             "--sign-out", "--incident", "dump-2026", "--json",
         )
     )  # fmt: skip
-    assert result["accounts"] == result["marked"] == result["signed_out"] == 2
-    assert result["emails_queued"] == 2
+    # The SSO-only account has no password to reset, but is signed out.
+    assert result["accounts"] == result["signed_out"] == result["emails_queued"] == 3
+    assert result["marked"] == 2
+    assert result["sso_only_signed_out"] == 1
     assert result["unknown_emails"] == 1
     assert result["invalid_lines"] == ["not an email"]
     with app.app_context():
@@ -237,16 +448,21 @@ def test_force_reset_by_emails_file_with_sign_out(app, cli, tmp_path):
                 select(Account).where(Account.id.in_(ids))
             ).scalars()
         }
-        fanouts = db.session.execute(
-            select(OutboxMessage.payload).where(OutboxMessage.kind == FANOUT)
-        ).scalars()
-        fanout_accounts = sorted(p["account_id"] for p in fanouts)
+        fanouts = list(
+            db.session.execute(
+                select(OutboxMessage.payload).where(OutboxMessage.kind == FANOUT)
+            ).scalars()
+        )
         db.session.remove()
     assert [rows[i].must_reset_password for i in ids] == [
         True, True, False, False, False, False,
     ]  # fmt: skip
-    assert [rows[i].generation for i in ids] == [1, 1, 0, 0, 0, 0]
-    assert fanout_accounts == sorted(ids[:2])
+    assert [rows[i].generation for i in ids] == [1, 1, 0, 1, 0, 0]
+    # One back-channel logout row for the batch, naming each cut generation.
+    assert [p["cause"] for p in fanouts] == ["accounts"]
+    assert sorted(fanouts[0]["accounts"]) == sorted(
+        [i, 0] for i in (ids[0], ids[1], ids[3])
+    )
 
 
 def test_an_account_that_chose_its_new_password_is_not_forced_again(app, cli):
