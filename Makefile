@@ -43,6 +43,7 @@ node-deps: $(NODE_DEPS) $(AXE_DEPS)
 ## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
 run: setup
 	$(BIN)/flask db upgrade
+	$(BIN)/flask keys
 	$(BIN)/flask dev-setup
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 

@@ -68,13 +68,14 @@ def create_app(config: dict | None = None) -> Flask:
     from app.devices.views import bp as devices_bp
     from app.federation.views import bp as federation_bp
     from app.logout.views import bp as logout_bp
+    from app.metrics import init_metrics
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
+    from app.probes import register_probes
     from app.security.sessions import apply_queued_cookies
     from app.web import (
         page_context,
         register_error_handlers,
-        register_health,
         relative_time,
         security_headers,
     )
@@ -101,7 +102,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.context_processor(page_context)
     app.add_template_filter(relative_time, "ago")
     register_error_handlers(app)
-    register_health(app)
+    register_probes(app)
+    init_metrics(app)
     register_cli(app)
     # Read from the URL map, so only once every blueprint is registered.
     from app.oauth.discovery import build_discovery

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 
 DEV_SECRET_MARKER = "dev-"
+# How long relying parties may cache the JWKS (Cache-Control max-age).
+JWKS_MAX_AGE = 60
 
 
 class ConfigError(RuntimeError):
@@ -30,6 +32,16 @@ def _int(env, name, default):
     if value < 0:  # every setting is a count, a size or a number of seconds
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
     return value
+
+
+def _float(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
 def _bool(env, name, default):
@@ -91,6 +103,24 @@ class Settings:
     refresh_grace_seconds: int = 10  # LATCHKEY_REFRESH_GRACE_SECONDS
     session_lifetime: int = 14 * 86400  # LATCHKEY_SESSION_LIFETIME
     signing_key_overlap: int = 7 * 86400  # LATCHKEY_SIGNING_KEY_OVERLAP
+    # A rotated key is in the JWKS this long before it signs: longer than the
+    # check interval plus JWKS_MAX_AGE (app/oauth/keys.py).
+    signing_key_prepublish: int = 120  # LATCHKEY_SIGNING_KEY_PREPUBLISH (s)
+    # How often a process reads the key ring's version (seconds, may be 0.5).
+    signing_key_check: float = 5.0  # LATCHKEY_SIGNING_KEY_CHECK_SECONDS
+    # Retention (app/maintenance/retention.py): how long dead rows are kept
+    # before `flask maintenance purge` deletes them.
+    retention_days: int = 30  # LATCHKEY_RETENTION_DAYS
+    event_retention_days: int = 365  # LATCHKEY_EVENT_RETENTION_DAYS
+    # Rotated-out refresh tokens of live grants, kept for reuse detection.
+    retention_rotated_refresh_hours: int = (
+        24  # LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS
+    )
+    # /metrics asks for "Authorization: Bearer <this>" when it is set.
+    metrics_token: str = ""  # LATCHKEY_METRICS_TOKEN
+    # Production needs Redis for rate limits unless this says, explicitly,
+    # that each process may count on its own.
+    ratelimit_per_process: bool = False  # LATCHKEY_RATELIMIT_PER_PROCESS
     password_time_cost: int = 2  # LATCHKEY_PASSWORD_TIME_COST
     password_memory_kib: int = 19 * 1024  # LATCHKEY_PASSWORD_MEMORY_KIB
     password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
@@ -189,6 +219,29 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.signing_key_overlap = _int(
         env, "LATCHKEY_SIGNING_KEY_OVERLAP", s.signing_key_overlap
     )
+    s.signing_key_prepublish = _int(
+        env, "LATCHKEY_SIGNING_KEY_PREPUBLISH", s.signing_key_prepublish
+    )
+    s.signing_key_check = _float(
+        env, "LATCHKEY_SIGNING_KEY_CHECK_SECONDS", s.signing_key_check
+    )
+    if s.signing_key_check < 0 or s.signing_key_prepublish < 0:
+        raise ConfigError("LATCHKEY_SIGNING_KEY_* must not be negative")
+    s.retention_days = _int(env, "LATCHKEY_RETENTION_DAYS", s.retention_days)
+    s.event_retention_days = _int(
+        env, "LATCHKEY_EVENT_RETENTION_DAYS", s.event_retention_days
+    )
+    s.retention_rotated_refresh_hours = _int(
+        env,
+        "LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS",
+        s.retention_rotated_refresh_hours,
+    )
+    if min(s.retention_days, s.event_retention_days) < 1:
+        raise ConfigError("LATCHKEY_RETENTION_DAYS / _EVENT_ must be at least 1")
+    if s.retention_rotated_refresh_hours < 1:
+        raise ConfigError("LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS must be >= 1")
+    s.metrics_token = env.get("LATCHKEY_METRICS_TOKEN", "")
+    s.ratelimit_per_process = _bool(env, "LATCHKEY_RATELIMIT_PER_PROCESS", False)
     s.password_time_cost = _int(env, "LATCHKEY_PASSWORD_TIME_COST", 2)
     s.password_memory_kib = _int(env, "LATCHKEY_PASSWORD_MEMORY_KIB", 19 * 1024)
     s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
@@ -274,6 +327,20 @@ def _check_production(s: Settings) -> None:
         problems.append("LATCHKEY_DATABASE_URL is missing")
     if s.demo_data:
         problems.append("LATCHKEY_DEMO_DATA cannot be on in production")
+    if not s.redis_url and not s.ratelimit_per_process:
+        # Several processes without a shared store each allow the whole
+        # limit: four processes let four times the password guesses through.
+        problems.append(
+            "LATCHKEY_REDIS_URL is missing (or set LATCHKEY_RATELIMIT_PER_PROCESS"
+            "=true to count rate limits in each process on its own)"
+        )
+    if s.signing_key_prepublish < JWKS_MAX_AGE + s.signing_key_check:
+        # Otherwise a relying party's cached JWKS (or another process) can
+        # lack the key a token was just signed with.
+        problems.append(
+            "LATCHKEY_SIGNING_KEY_PREPUBLISH must be at least "
+            f"{JWKS_MAX_AGE} + LATCHKEY_SIGNING_KEY_CHECK_SECONDS"
+        )
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))
 

@@ -218,14 +218,3 @@ def security_headers(response):
     if request.path in ("/login", "/authorize", "/token", "/userinfo"):
         response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def register_health(app):
-    @app.route("/healthz")
-    def healthz():
-        from sqlalchemy import text
-
-        from app.extensions import db
-
-        db.session.execute(text("SELECT 1"))
-        return {"status": "ok"}

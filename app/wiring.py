@@ -34,7 +34,12 @@ class Services:
     @classmethod
     def build(cls, app, s: Settings) -> "Services":
         encryption = KeyEncryption(s.kek_bytes())
-        keys = KeyRing(encryption, s.signing_key_overlap)
+        keys = KeyRing(
+            encryption,
+            s.signing_key_overlap,
+            s.signing_key_prepublish,
+            s.signing_key_check,
+        )
         issuer = TokenIssuer(
             keys,
             s.issuer,

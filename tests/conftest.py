@@ -21,7 +21,7 @@ from app.extensions import db
 from tests.factories import Factories
 
 ROOT = Path(__file__).resolve().parent.parent
-KEPT_TABLES = {"alembic_version", "signing_keys"}
+KEPT_TABLES = {"alembic_version", "signing_keys", "signing_key_state"}
 PG_ADMIN_URL = os.environ.get(
     "LATCHKEY_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -130,6 +130,10 @@ def base_env(database_url, server_port, providers_file, upstream_secret, mail_di
             "LATCHKEY_TEST_REDIS", "redis://127.0.0.1:6379/0"
         ),
         "LATCHKEY_RATELIMIT_PREFIX": f"latchkey-test-{secrets.token_hex(4)}",
+        # Rotation as in production, scaled down: pre-published for longer
+        # than the processes take to see it.
+        "LATCHKEY_SIGNING_KEY_PREPUBLISH": "2",
+        "LATCHKEY_SIGNING_KEY_CHECK_SECONDS": "0.25",
     }
 
 
@@ -140,8 +144,14 @@ def app(base_env):
     application = create_app(dict(base_env))
     with application.app_context():
         upgrade()  # the schema comes from the migrations, as in production
-        application.extensions["latchkey"].keys.ensure_keys()
+    create_keys(application)
     return application
+
+
+def create_keys(application):
+    """The deploy step `flask keys`, as production runs it."""
+    result = application.test_cli_runner().invoke(args=["keys"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
 
 
 @pytest.fixture(autouse=True)
@@ -185,7 +195,9 @@ def factories(app):
 class LiveServer:
     """A real Latchkey process (gunicorn) on 127.0.0.1."""
 
-    def __init__(self, env: dict, port: int, log_dir: Path, workers=2, threads=4):
+    def __init__(
+        self, env: dict, port: int, log_dir: Path, workers=2, threads=4, probe=True
+    ):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_dir / f"server-{port}.log", "w")  # noqa: SIM115
@@ -209,7 +221,21 @@ class LiveServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self._wait()
+        self._wait() if probe else self._wait_listening()
+
+    def _wait_listening(self):
+        """Wait until the port accepts connections, without an HTTP request:
+        the workers stay untouched for a test of their first requests."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log.name}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
 
     def _wait(self):
         deadline = time.monotonic() + 30
@@ -250,8 +276,15 @@ def start_server(app, base_env, log_dir):
     """Start an extra live server with changed settings (same issuer)."""
     started = []
 
-    def start(**overrides):
-        server = LiveServer({**base_env, **overrides}, free_port(), log_dir)
+    def start(workers=2, threads=4, probe=True, **overrides):
+        server = LiveServer(
+            {**base_env, **overrides},
+            free_port(),
+            log_dir,
+            workers=workers,
+            threads=threads,
+            probe=probe,
+        )
         started.append(server)
         return server
 
@@ -292,7 +325,7 @@ def upstream(tmp_path_factory, upstream_port, upstream_secret, server_port, log_
         upstream_app = create_app(dict(env))
         with upstream_app.app_context():
             upgrade()
-            upstream_app.extensions["latchkey"].keys.ensure_keys()
+        create_keys(upstream_app)
         made = Factories(upstream_app).client(
             redirect_uri=(
                 f"http://127.0.0.1:{server_port}/federation/{UPSTREAM_SLUG}/callback"

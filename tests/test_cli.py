@@ -4,6 +4,8 @@ database: users, clients (secrets shown once, stored hashed), keys, dev-setup.""
 import hashlib
 import json
 import secrets
+import time
+from datetime import datetime
 
 import jwt
 import pytest
@@ -12,7 +14,7 @@ from sqlalchemy import func, select, text
 from app import create_app
 from app.accounts.services import check_password
 from app.extensions import db
-from app.models import Account, Client, Device, Grant, RefreshToken
+from app.models import Account, Client, Device, Grant, RefreshToken, SecurityEvent
 from app.oauth.tokens import Subject
 from app.security.tokens import hash_token
 
@@ -433,26 +435,47 @@ def test_keys_list_shows_the_published_signing_keys(cli, client):
     assert all(kid in human for kid in signing.values())
 
 
-def test_keys_rotate_publishes_new_key_and_signs_with_it(cli, client):
+def _wait_until(iso: str) -> None:
+    """Sleep until the moment ``iso`` (a key's activates_at) has passed."""
+    delay = datetime.fromisoformat(iso).timestamp() - time.time()
+    assert delay < 10, "pre-publication longer than the test settings say"
+    time.sleep(max(delay, 0) + 0.05)
+
+
+def test_keys_deploy_step_creates_first_keys_once(cli, app):
+    # The session's keys were made by this same step; running it again (a
+    # second deploy, a second replica's job) creates nothing.
+    assert as_json(cli("keys", "--json")) == []
+    signing = _signing(as_json(cli("keys", "list", "--json")))
+    assert set(signing) == {"ES256", "RS256"}
+
+
+def test_keys_rotate_prepublishes_then_signs_with_the_new_key(cli, client):
     before = _signing(as_json(cli("keys", "list", "--json")))
     # RS256: what access tokens are signed with by default (RFC 9068 §2.1).
     old_kid = before["RS256"]
 
     (new,) = as_json(cli("keys", "rotate", "--alg", "RS256", "--json"))
     assert new["alg"] == "RS256"
-    assert new["signing"] is True
     assert new["kid"] != old_kid
+    # Published before it signs (pre-publication), so every JWKS cache can
+    # learn it first; the old key still signs meanwhile.
+    assert new["published"] is True
+    assert new["signing"] is False
+    assert {old_kid, new["kid"]} <= _jwks_kids(client)
+    token = _client_credentials_token(cli, client)
+    assert jwt.get_unverified_header(token)["kid"] == old_kid
+    # A second rotation cannot overtake the pending one.
+    assert "pending" in failed(cli("keys", "rotate", "--alg", "RS256"), FAILURE)
 
+    _wait_until(new["activates_at"])
     # RFC 7517: the old key stays published so tokens it signed still verify.
-    kids = _jwks_kids(client)
-    assert {old_kid, new["kid"]} <= kids
+    assert {old_kid, new["kid"]} <= _jwks_kids(client)
     listed = {k["kid"]: k for k in as_json(cli("keys", "list", "--json"))}
     assert listed[old_kid]["signing"] is False
-    assert listed[old_kid]["retired_at"] is not None
+    assert listed[old_kid]["retired_at"] == new["activates_at"]
     assert listed[old_kid]["expires_at"] is not None
-    after = _signing(listed.values())
-    assert after == {"ES256": before["ES256"], "RS256": new["kid"]}
-
+    assert _signing(listed.values()) == {"ES256": before["ES256"], "RS256": new["kid"]}
     token = _client_credentials_token(cli, client)
     assert jwt.get_unverified_header(token)["kid"] == new["kid"]
 
@@ -463,6 +486,57 @@ def test_keys_rotate_without_alg_rotates_every_algorithm(cli, client):
     assert {k["alg"] for k in rotated} == {"ES256", "RS256"}
     assert not {k["kid"] for k in rotated} & set(before.values())
     assert set(before.values()) | {k["kid"] for k in rotated} <= _jwks_kids(client)
+    _wait_until(max(k["activates_at"] for k in rotated))
+    after = _signing(as_json(cli("keys", "list", "--json")))
+    assert after == {k["alg"]: k["kid"] for k in rotated}
+
+
+def test_keys_revoke_withdraws_the_key_at_once(cli, client, app):
+    before = _signing(as_json(cli("keys", "list", "--json")))
+    token = _client_credentials_token(cli, client)
+    revoked_kid = jwt.get_unverified_header(token)["kid"]
+    assert revoked_kid == before["RS256"]
+
+    result = as_json(cli("keys", "revoke", "--json", "--", revoked_kid))
+    assert result["revoked"]["revoked_at"] is not None
+    assert result["revoked"]["published"] is False
+    successor = result["successor"]["kid"]
+    assert result["successor"]["signing"] is True
+    kids = _jwks_kids(client)
+    assert revoked_kid not in kids
+    assert successor in kids
+    assert (
+        jwt.get_unverified_header(_client_credentials_token(cli, client))["kid"]
+        == successor
+    )
+    with app.app_context():
+        tags = (
+            db.session.execute(
+                select(SecurityEvent.details).where(
+                    SecurityEvent.tag == "operator:key:revoked"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert {"by": "operator", "kid": revoked_kid, "alg": "RS256",
+            "successor": successor} in tags  # fmt: skip
+    # Revoking again changes nothing; an unknown kid is a handled failure.
+    again = as_json(cli("keys", "revoke", "--json", "--", revoked_kid))
+    assert again["successor"] is None
+    assert "no signing key" in failed(cli("keys", "revoke", "nope"), FAILURE)
+
+
+def test_keys_revoke_of_a_prepublished_key_keeps_its_predecessor(cli, client):
+    before = _signing(as_json(cli("keys", "list", "--json")))
+    (pending,) = as_json(cli("keys", "rotate", "--alg", "RS256", "--json"))
+    as_json(cli("keys", "revoke", "--json", "--", pending["kid"]))
+    listed = {k["kid"]: k for k in as_json(cli("keys", "list", "--json"))}
+    assert listed[before["RS256"]]["retired_at"] is None
+    assert listed[before["RS256"]]["expires_at"] is None
+    _wait_until(pending["activates_at"])
+    assert _signing(as_json(cli("keys", "list", "--json"))) == before
+    assert pending["kid"] not in _jwks_kids(client)
 
 
 # -- dev-setup --------------------------------------------------------------

@@ -25,6 +25,7 @@ def production_env():
         "LATCHKEY_DATABASE_URL": "postgresql+psycopg://latchkey@db/latchkey",
         "LATCHKEY_SECRET_KEY": secrets.token_urlsafe(32),
         "LATCHKEY_KEY_ENCRYPTION_KEY": _kek(),
+        "LATCHKEY_REDIS_URL": "redis://redis:6379/0",
     }
 
 
@@ -275,3 +276,22 @@ def test_sign_in_still_answers_when_redis_is_down(app, base_env, factories):
         },
     )
     assert right.status_code == 302
+
+
+def test_production_refuses_to_start_without_redis(production_env, tmp_path):
+    del production_env["LATCHKEY_REDIS_URL"]
+    message = _refused(production_env, tmp_path)
+    assert "LATCHKEY_REDIS_URL" in message
+    assert "LATCHKEY_RATELIMIT_PER_PROCESS" in message
+    # Only when told, explicitly, that each process may count on its own.
+    production_env["LATCHKEY_RATELIMIT_PER_PROCESS"] = "true"
+    s = load_settings(production_env, instance_path=str(tmp_path))
+    assert s.ratelimit_per_process
+    assert not s.redis_url
+
+
+def test_production_refuses_prepublication_shorter_than_jwks_caching(
+    production_env, tmp_path
+):
+    production_env["LATCHKEY_SIGNING_KEY_PREPUBLISH"] = "30"
+    assert "LATCHKEY_SIGNING_KEY_PREPUBLISH" in _refused(production_env, tmp_path)

@@ -333,3 +333,66 @@ def test_concurrent_workers_deliver_each_row_exactly_once(app):
     assert set(counts.values()) == {1}
     assert sum(results) == 60
     assert len([r for r in results if r]) > 1, "only one worker did any work"
+
+
+# -- leases per claim, renewed while deliveries run ------------------------------
+def test_a_run_longer_than_the_lease_delivers_every_message_once(app):
+    # Worker A's run (two batches of 2 s each) is longer than the lease
+    # (1.5 s). Once A has claimed its second batch (the whole queue), worker
+    # B polls until A is done: only a lease counted from each claim (not
+    # from the start of A's run) keeps B off that batch at first, and only
+    # renewal keeps B off it once the batch has run longer than the lease.
+    lease = 1.5
+    ids = _queue(app, 10)
+    counts = Counter()
+    lock = threading.Lock()
+
+    def handler(delivery):
+        with lock:
+            counts[delivery.id] += 1
+        time.sleep(0.4)
+
+    results = []
+    a = threading.Thread(
+        target=_worker,
+        args=(app, handler, results),
+        kwargs={"batch_size": 5, "lease_seconds": lease},
+    )
+    a.start()
+    while len(counts) < 6 and a.is_alive():
+        time.sleep(0.02)  # A is delivering from its second claim
+    polls = 0
+    while a.is_alive():
+        _worker(app, handler, results, batch_size=5, lease_seconds=lease)
+        polls += 1
+        time.sleep(0.1)
+    a.join()
+    assert sorted(counts) == sorted(ids)
+    assert set(counts.values()) == {1}, counts
+    assert sum(results) == 10
+    assert polls >= 3  # B kept trying while A worked
+
+
+def test_a_crashed_workers_rows_come_back_within_one_lease(app):
+    lease = 2.0
+    first, *rest = _queue(app, 3)
+
+    def crashes(delivery):
+        raise KeyboardInterrupt  # not an Exception: the worker goes down
+
+    with app.app_context():
+        with pytest.raises(KeyboardInterrupt):
+            run_once(handlers={"test": crashes}, lease_seconds=lease, batch_size=3)
+        db.session.remove()
+    crashed_at = time.monotonic()
+    # The rows it had not started are handed back at once; the one it was
+    # delivering stays leased (it may be half done) until the lease runs out.
+    handler = Recorder()
+    _worker(app, handler, [], lease_seconds=lease)
+    assert sorted(d.id for d in handler.seen) == sorted(rest)
+    assert time.monotonic() - crashed_at < lease, "too slow to tell"
+    while time.monotonic() - crashed_at < lease:
+        time.sleep(0.05)
+    _worker(app, handler, [], lease_seconds=lease)
+    assert [d.id for d in handler.seen][-1] == first
+    assert len(handler.seen) == 3

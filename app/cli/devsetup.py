@@ -28,9 +28,10 @@ DEMO_EMAIL = "demo@example.com"
 )
 @with_appcontext
 def dev_setup_command(show, new_password):
-    """Create signing keys; in development also the demo account (on an
-    empty database) and the demo relying party, and print how to use them.
-    Safe to run on every start: nothing is reset unless asked."""
+    """Create signing keys (the deploy step `flask keys`, if it has not run);
+    in development also the demo account (on an empty database) and the demo
+    relying party, and print how to use them. Safe to run on every start:
+    nothing is reset unless asked."""
     services = current_app.extensions["latchkey"]
     services.keys.ensure_keys()
     settings = services.settings

@@ -9,7 +9,13 @@ from flask.cli import with_appcontext
 
 from app.cli.output import emit
 from app.extensions import db
-from app.outbox.services import outbox_status, purge_sent, run_forever, run_once
+from app.outbox.services import (
+    LEASE_SECONDS,
+    outbox_status,
+    purge_sent,
+    run_forever,
+    run_once,
+)
 
 outbox_cli = click.Group(
     "outbox", help="The outbox worker: back-channel logout and email deliveries."
@@ -25,21 +31,30 @@ outbox_cli = click.Group(
     type=click.FloatRange(min=0.1),
     help="Seconds between polls.",
 )
+@click.option(
+    "--lease",
+    default=LEASE_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
+    help="Seconds a claimed row is held without renewal; a crashed worker's "
+    "rows come back after this.",
+)
 @with_appcontext
-def run(once, interval):
+def run(once, interval, lease):
     """Deliver queued messages, retrying failures with backoff. Run as many
     as you like on PostgreSQL; on SQLite, one is enough."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if once:
-        click.echo(f"attempted {run_once()} deliveries")
+        click.echo(f"attempted {run_once(lease_seconds=lease)} deliveries")
         return
     click.echo(f"outbox worker polling every {interval} s; Ctrl-C stops it")
-    # On SIGTERM (a deploy), finish the deliveries in hand, then exit; a
-    # worker killed outright is safe too, its rows are leased, not lost.
+    # On SIGTERM (a deploy), finish the delivery in hand, hand the rest of
+    # the batch back, then exit; a worker killed outright is safe too, its
+    # rows come back when their (unrenewed) lease runs out.
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
-        run_forever(interval, stop=stop)
+        run_forever(interval, stop=stop, lease_seconds=lease)
     click.echo("stopped")
 
 

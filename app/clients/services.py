@@ -128,7 +128,9 @@ def create_client(
         _check_redirect_uri(uri)
     if backchannel_logout_uri is not None:
         _check_backchannel_logout_uri(backchannel_logout_uri, production)
-    client_id = client_id or secrets.token_urlsafe(16)
+    # Hex, not URL-safe base64: an id that starts with "-" reads as an
+    # option to every command line that is given it (flask clients show …).
+    client_id = client_id or secrets.token_hex(16)
     if db.session.get(Client, client_id) is not None:
         raise InvalidClientMetadata(f"client id already taken: {client_id}")
     secret = None if public else new_token()

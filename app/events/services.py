@@ -44,6 +44,8 @@ class EventTag(enum.StrEnum):
     REAUTH_SUCCESS = "account:reauth:success"
     UPSTREAM_LOGOUT = "account:provider:logout"
     EVERYONE_SIGNED_OUT = "operator:accounts:signed_out_all"
+    KEY_CREATED = "operator:key:created"
+    KEY_REVOKED = "operator:key:revoked"
     PROVIDER_UNLINKED = "account:provider:unlinked"
 
 
@@ -59,4 +61,13 @@ def record_event(tag: EventTag, account_id=None, ip="", user_agent="", **details
         details=details,
     )
     db.session.add(event)
+    _count(tag)
     return event
+
+
+def _count(tag: EventTag) -> None:
+    from app.metrics import REFRESH_REUSE, SECURITY_EVENTS
+
+    SECURITY_EVENTS.labels(str(tag)).inc()
+    if tag == EventTag.REFRESH_REUSED:
+        REFRESH_REUSE.inc()

@@ -8,7 +8,7 @@ from app.models.device_code import DeviceCode, DeviceCodeStatus
 from app.models.event import SecurityEvent
 from app.models.grant import AuthorizationCode, Consent, Grant, RefreshToken
 from app.models.identity import FederatedIdentity
-from app.models.key import SigningKey
+from app.models.key import SigningKey, SigningKeyState
 from app.models.outbox import OutboxMessage
 from app.models.revoked import RevokedAccessToken
 
@@ -32,4 +32,5 @@ __all__ = [
     "RevokedAccessToken",
     "SecurityEvent",
     "SigningKey",
+    "SigningKeyState",
 ]

@@ -1,4 +1,5 @@
-"""SigningKey: a JOSE key whose private part is encrypted with the KEK."""
+"""SigningKey: a JOSE key whose private part is encrypted with the KEK, and
+the one-row version every process polls to see changes to the key ring."""
 
 from datetime import datetime
 
@@ -17,6 +18,12 @@ DEFAULT_ALG = "RS256"
 
 
 class SigningKey(db.Model):
+    """A key is published in the JWKS from creation until ``expires_at``
+    (or ``revoked_at``), and signs from ``activates_at`` until ``retired_at``.
+    Pre-publication (activates_at later than created_at) lets every process
+    and every relying party's JWKS cache learn a key before anything it
+    signs reaches them."""
+
     __tablename__ = "signing_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -25,7 +32,22 @@ class SigningKey(db.Model):
     public_jwk: Mapped[dict] = mapped_column(JSON)
     private_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Set when a newer key takes over signing; the key stays in the JWKS until
+    activates_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When its successor takes over signing; the key stays in the JWKS until
     # expires_at so that tokens it signed still verify.
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Withdrawn by an operator (a compromise): out of the JWKS, and tokens it
+    # signed fail verification, at once.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SigningKeyState(db.Model):
+    """One row (id 1) whose ``version`` every change to the key ring bumps
+    in the same transaction. Processes compare it with the version they
+    loaded: one primary-key read tells them whether to reload."""
+
+    __tablename__ = "signing_key_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer, default=0)

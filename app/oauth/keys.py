@@ -1,145 +1,206 @@
-"""Signing keys: generated on first start, private parts encrypted with the
-KEK, decrypted once per process and again only when a rotation is seen."""
+"""Signing keys as a cluster-wide fact.
+
+The database holds every key and when each one is published, signs, retires
+and expires; every process derives the same JWKS and the same signing key
+from those rows and the clock. A process notices a change by reading one
+small value, ``signing_key_state.version``, at most every
+LATCHKEY_SIGNING_KEY_CHECK_SECONDS, and on every introspection and UserInfo
+call inside the statement those run anyway (version_column/still_valid), so
+that a revoked key stops verifying there at once. Rotation pre-publishes
+the next key for LATCHKEY_SIGNING_KEY_PREPUBLISH seconds, longer than the
+check interval plus the JWKS cache lifetime, so no process signs with a key
+that another process (or a relying party's cached JWKS) does not have yet.
+
+Processes never create keys: ``flask keys`` does, once, as a deploy step
+(app/oauth/key_admin.py holds the operator actions).
+"""
 
 import json
+import math
 import threading
 import time
-from datetime import timedelta
+from dataclasses import dataclass, field
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import SigningKey
-from app.models.base import utcnow
+from app.models import SigningKey, SigningKeyState
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.security.crypto import KeyEncryption
 from app.security.jose import UntrustedJWTRejected, checked_header
 
-_PURPOSE = "signing-key"
-RELOAD_CHECK_SECONDS = 30
+__all__ = ["DEFAULT_ALG", "SUPPORTED_ALGS", "InvalidJWT", "KeyRing", "NoSigningKey"]
+PURPOSE = "signing-key"
 
 
 class InvalidJWT(Exception):
     """A JWT that is malformed, not ours, or fails its signature."""
 
 
-def _generate(alg: str):
-    if alg == "ES256":
-        return ECKey.generate_key("P-256", auto_kid=True)
-    return RSAKey.generate_key(2048, auto_kid=True)
+class NoSigningKey(RuntimeError):
+    """The database holds no current key for an algorithm: the deploy step
+    ``flask keys`` has not run (workers never create keys)."""
 
 
-def _import(alg: str, data: dict):
+def import_private(alg: str, data: dict):
     return (ECKey if alg == "ES256" else RSAKey).import_key(data)
+
+
+def _ts(value) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+@dataclass(frozen=True)
+class _Key:
+    kid: str
+    alg: str
+    key: object
+    public: dict
+    activates: float
+    retires: float | None
+    expires: float | None
+
+    def signs_at(self, now: float) -> bool:
+        return self.activates <= now and (self.retires is None or now < self.retires)
+
+
+@dataclass(frozen=True)
+class _View:
+    """What one process serves, derived from the rows of one version."""
+
+    version: int | None = None
+    keys: tuple = ()
+    signing: dict = field(default_factory=dict)  # alg -> (kid, key)
+    verifying: dict = field(default_factory=dict)  # kid -> (alg, key)
+    jwks_json: str = '{"keys": []}'
+    valid_until: float = math.inf  # next activation, retirement or expiry
+
+
+def _build(version, keys, now: float) -> _View:
+    live = [k for k in keys if k.expires is None or now < k.expires]
+    signing = {}
+    # The newest key that has activated and not retired signs; ordering by
+    # activation makes every process pick the same one from the same rows.
+    for k in sorted(live, key=lambda k: k.activates):
+        if k.signs_at(now):
+            signing[k.alg] = (k.kid, k.key)
+    moments = [
+        t
+        for k in live
+        for t in (k.activates, k.retires, k.expires)
+        if t is not None and t > now
+    ]
+    return _View(
+        version=version,
+        keys=tuple(live),
+        signing=signing,
+        verifying={k.kid: (k.alg, k.key) for k in live},
+        # Pre-published keys are in the JWKS before they sign (RFC 7517 §5).
+        jwks_json=json.dumps({"keys": [k.public for k in live]}),
+        valid_until=min(moments, default=math.inf),
+    )
 
 
 class KeyRing:
     """The process's view of the signing keys.
 
-    Signing uses the newest unretired key of each algorithm; verification and
-    the JWKS use every key that has not expired. Another process's rotation
-    is picked up within RELOAD_CHECK_SECONDS, or at once when a token names
-    a kid we have not seen.
+    Signing uses the key each algorithm's rows say signs now; verification
+    and the JWKS use every key that is neither expired nor revoked.
     """
 
-    def __init__(self, encryption: KeyEncryption, overlap_seconds: int):
+    def __init__(
+        self,
+        encryption: KeyEncryption,
+        overlap_seconds: int,
+        prepublish_seconds: int = 120,
+        check_seconds: float = 5,
+    ):
         self._encryption = encryption
-        self._overlap = overlap_seconds
+        self.overlap_seconds = overlap_seconds
+        self.prepublish_seconds = prepublish_seconds
+        self._check_seconds = check_seconds
         self._lock = threading.Lock()
-        self._fingerprint = None
-        self._checked_at = 0.0
-        self._signing: dict[str, object] = {}
-        self._verifying: dict[str, object] = {}
-        self._jwks_json = "{}"
+        self._view = _View()
+        self._next_check = 0.0
+        self._decrypted: dict[str, object] = {}
 
-    # -- loading --------------------------------------------------------
-    def _db_fingerprint(self):
-        return tuple(
-            db.session.execute(
-                select(
-                    func.count(SigningKey.id),
-                    func.max(SigningKey.id),
-                    func.count(SigningKey.retired_at),
-                )
-            ).one()
-        )
-
-    def ensure_keys(self) -> None:
-        """Create a key for each supported algorithm if none is current."""
-        for alg in SUPPORTED_ALGS:
-            current = db.session.execute(
-                select(SigningKey.id).where(
-                    SigningKey.alg == alg, SigningKey.retired_at.is_(None)
-                )
-            ).first()
-            if current is None:
-                self._create(alg)
-        db.session.commit()
-
-    def _create(self, alg: str) -> SigningKey:
-        key = _generate(alg)
-        row = SigningKey(
-            kid=key.kid,
-            alg=alg,
-            public_jwk=key.as_dict(private=False),
-            private_encrypted=self._encryption.encrypt(
-                json.dumps(key.as_dict(private=True)).encode(), _PURPOSE
-            ),
-        )
-        db.session.add(row)
-        return row
-
-    def _refresh(self, force=False) -> None:
+    # -- keeping up with the database -------------------------------------
+    def _current(self, fresh: bool = False) -> _View:
+        view = self._view
         now = time.monotonic()
-        if not force and now - self._checked_at < RELOAD_CHECK_SECONDS:
-            return
-        fingerprint = self._db_fingerprint()
-        self._checked_at = now
-        if fingerprint == self._fingerprint and self._signing:
-            return
-        with self._lock:
-            self._load()
-            self._fingerprint = fingerprint
+        # A fresh worker's concurrent first requests all wait for a loaded
+        # view (version None): none may sign with the empty one.
+        if fresh or view.version is None or now >= self._next_check:
+            version = db.session.execute(
+                select(SigningKeyState.version).where(SigningKeyState.id == 1)
+            ).scalar_one_or_none()
+            self._next_check = now + self._check_seconds
+            version = version or 0
+            if version != view.version:
+                with self._lock:
+                    view = self._view
+                    if version != view.version:
+                        view = self._view = self._load(version)
+        wall = time.time()
+        if wall >= view.valid_until:
+            view = self._view = _build(view.version, view.keys, wall)
+        return view
 
-    def _load(self) -> None:
-        now = utcnow()
-        rows = (
-            db.session.execute(select(SigningKey).order_by(SigningKey.id))
-            .scalars()
-            .all()
-        )
-        signing, verifying, public = {}, {}, []
+    def _load(self, version: int) -> _View:
+        rows = db.session.execute(
+            select(SigningKey).where(SigningKey.revoked_at.is_(None))
+        ).scalars()
+        keys = []
         for row in rows:
-            if row.expires_at is not None and row.expires_at <= now:
-                continue
-            private = json.loads(
-                self._encryption.decrypt(row.private_encrypted, _PURPOSE)
+            key = self._decrypted.get(row.kid)
+            if key is None:
+                # Decrypted once per process, not per request.
+                private = json.loads(
+                    self._encryption.decrypt(row.private_encrypted, PURPOSE)
+                )
+                key = self._decrypted[row.kid] = import_private(row.alg, private)
+            public = {**row.public_jwk, "kid": row.kid, "alg": row.alg, "use": "sig"}
+            keys.append(
+                _Key(
+                    row.kid,
+                    row.alg,
+                    key,
+                    public,
+                    _ts(row.activates_at),
+                    _ts(row.retired_at),
+                    _ts(row.expires_at),
+                )
             )
-            key = _import(row.alg, private)
-            verifying[row.kid] = (row.alg, key)
-            public.append(
-                {**row.public_jwk, "kid": row.kid, "alg": row.alg, "use": "sig"}
-            )
-            if row.retired_at is None:
-                signing[row.alg] = (row.kid, key)
-        if not all(alg in signing for alg in SUPPORTED_ALGS):
-            self.ensure_keys()
-            return self._load()
-        self._signing, self._verifying = signing, verifying
-        self._jwks_json = json.dumps({"keys": public})
-        return None
+        return _build(version, keys, time.time())
+
+    def reload(self) -> None:
+        """Read the database now (after this process changed the keys)."""
+        self._current(fresh=True)
 
     # -- use --------------------------------------------------------------
     def jwks_json(self) -> str:
-        self._refresh()
-        return self._jwks_json
+        return self._current().jwks_json
+
+    def signing_algorithms(self) -> tuple[str, ...]:
+        """The algorithms that have a key signing now."""
+        return tuple(a for a in SUPPORTED_ALGS if a in self._current().signing)
+
+    def ready(self) -> bool:
+        """True when every supported algorithm has a key to sign with."""
+        return len(self.signing_algorithms()) == len(SUPPORTED_ALGS)
 
     def sign(self, claims: dict, alg=DEFAULT_ALG, typ="JWT") -> str:
-        self._refresh()
-        kid, key = self._signing[alg]
+        """A compact JWS of ``claims`` with the key that signs ``alg`` now.
+
+        Raises NoSigningKey when the deploy step has made no key.
+        """
+        try:
+            kid, key = self._current().signing[alg]
+        except KeyError:
+            raise NoSigningKey(f"no {alg} signing key; run `flask keys`") from None
         return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key, [alg])
 
     def verify(self, token: str, typ: str | None = None) -> dict:
@@ -149,39 +210,76 @@ class KeyRing:
         security/jose.py), so no input makes this raise anything else.
         Does not check exp/iss/aud: callers decide what those must be.
         """
+        return self.verify_with_kid(token, typ)[0]
+
+    def verify_with_kid(self, token: str, typ: str | None = None):
+        """(claims, kid) of ``token`` as verify() checks it, for callers
+        that confirm the key against the database afterwards (still_valid)."""
         try:
             header = checked_header(token, SUPPORTED_ALGS)
         except UntrustedJWTRejected as exc:
             raise InvalidJWT(str(exc)) from exc
-        self._refresh()
+        view = self._current()
         kid = header.get("kid")
-        if kid not in self._verifying:
-            self._refresh(force=True)
-        if kid not in self._verifying:
+        if kid not in view.verifying:
+            view = self._current(fresh=True)  # rotated elsewhere a moment ago
+        if kid not in view.verifying:
             raise InvalidJWT("unknown key")
-        alg, key = self._verifying[kid]
+        alg, key = view.verifying[kid]
         if header["alg"] != alg:
             raise InvalidJWT("algorithm does not match key")
         if typ is not None and header.get("typ", "").lower() != typ:
             raise InvalidJWT("wrong token type")
         try:
-            return jwt.decode(token, key, algorithms=[alg]).claims
+            return jwt.decode(token, key, algorithms=[alg]).claims, kid
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidJWT("bad signature") from exc
 
-    # -- operator actions -----------------------------------------------
+    @staticmethod
+    def version_column():
+        """The key ring's version as a scalar subquery, to add to a statement
+        the caller runs anyway: the check then costs no extra round trip."""
+        return (
+            select(SigningKeyState.version)
+            .where(SigningKeyState.id == 1)
+            .scalar_subquery()
+        )
+
+    def still_valid(self, kid: str, version: int | None) -> bool:
+        """Whether ``kid`` is still published at the database's ``version``
+        (read with version_column()). A revoked key fails here in every
+        process on the very next introspection or UserInfo call."""
+        view = self._view
+        if (version or 0) != view.version:
+            view = self._current(fresh=True)
+        return kid in view.verifying
+
+    # -- operator actions (app/oauth/key_admin.py) -------------------------
+    def ensure_keys(self) -> list[SigningKey]:
+        """The deploy step: create a signing key for each algorithm that has
+        none (current or pending). Safe to run from several places at once.
+        Commits; returns the keys created."""
+        from app.oauth.key_admin import create_first_keys
+
+        created = create_first_keys(self._encryption)
+        self.reload()
+        return created
+
     def rotate(self, alg: str) -> SigningKey:
-        """Retire the current ``alg`` key (kept in the JWKS for the overlap)
-        and make a new one. Commits."""
-        now = utcnow()
-        for row in db.session.execute(
-            select(SigningKey).where(
-                SigningKey.alg == alg, SigningKey.retired_at.is_(None)
-            )
-        ).scalars():
-            row.retired_at = now
-            row.expires_at = now + timedelta(seconds=self._overlap)
-        new = self._create(alg)
-        db.session.commit()
-        self._refresh(force=True)
+        """Pre-publish a new ``alg`` key that takes over signing after
+        ``prepublish_seconds``. Commits; raises RotationPending."""
+        from app.oauth.key_admin import rotate_key
+
+        new = rotate_key(
+            self._encryption, alg, self.prepublish_seconds, self.overlap_seconds
+        )
+        self.reload()
         return new
+
+    def revoke(self, kid: str):
+        """Withdraw ``kid`` at once. Commits; raises UnknownKey."""
+        from app.oauth.key_admin import revoke_key
+
+        result = revoke_key(self._encryption, kid)
+        self.reload()
+        return result

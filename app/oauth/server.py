@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
+from app.metrics import TOKENS_ISSUED
 from app.models import Account, AccountStatus, AuthorizationCode, Client
 from app.models.base import utcnow
 from app.oauth.client_auth import only_presented
@@ -112,7 +113,9 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         scope = client.get_allowed_scope(scope) if scope else ""
         if user is not None and user.grant is None:
             self.issuer_service.create_grant(user, client, scope, include_refresh_token)
-        return self.issuer_service.token_response(client, scope, user)
+        token = self.issuer_service.token_response(client, scope, user)
+        TOKENS_ISSUED.labels(grant_type).inc()
+        return token
 
 
 def _query_client(client_id):

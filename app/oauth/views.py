@@ -22,6 +22,7 @@ from flask import (
 )
 
 from app.accounts.signin import gate_for_clients
+from app.config import JWKS_MAX_AGE
 from app.events.services import EventTag
 from app.events.web import record_request_event
 from app.extensions import csrf, db
@@ -266,4 +267,7 @@ def discovery():
 @bp.route("/jwks.json")
 @advertised_as("jwks_uri")
 def jwks():
-    return _json(current_app.extensions["latchkey"].keys.jwks_json(), max_age=60)
+    # Rotation pre-publishes keys for longer than this (app/oauth/keys.py).
+    return _json(
+        current_app.extensions["latchkey"].keys.jwks_json(), max_age=JWKS_MAX_AGE
+    )

@@ -3,9 +3,16 @@
 ``enqueue`` adds a row to the caller's transaction, so a delivery exists if
 and only if the change that caused it was committed. The worker claims due
 rows, calls the handler for each row's kind, and either marks the row sent or
-schedules another attempt with exponential backoff. Delivery is at least
-once: a worker that dies mid-delivery leaves its rows to be claimed again
-when their lease runs out, so handlers must be safe to repeat.
+schedules another attempt with exponential backoff.
+
+A claim leases rows for a short LEASE_SECONDS from the moment of the claim,
+and a heartbeat thread renews the lease of the rows still in hand while the
+handlers run, so a long run never lets a second worker take rows this one
+holds, and a worker that dies (its heartbeat with it) gives its rows back
+within one lease. A row's ``attempts`` after the claim fences the holder:
+renewals and failure bookkeeping touch the row only while it is still ours.
+Delivery is at least once (a worker stalled for longer than a lease may
+repeat one), so handlers must be safe to repeat.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from flask import current_app
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -27,9 +35,9 @@ from app.models.base import utcnow
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 20
-# A claimed row is not offered to another worker for this long. It must
-# outlast a whole batch of handlers that each time out (20 x 5 s).
-LEASE_SECONDS = 300
+# A claimed row is not offered to another worker for this long after its
+# claim or its last renewal; the heartbeat renews three times per lease.
+LEASE_SECONDS = 30
 MAX_BACKOFF_SECONDS = 3600
 MAX_BATCHES_PER_RUN = 100
 ERROR_CHARS = 1000
@@ -110,35 +118,113 @@ def run_once(
     now: datetime | None = None,
     handlers: Mapping[str, Handler] | None = None,
     batch_size: int = BATCH_SIZE,
-    lease_seconds: int = LEASE_SECONDS,
+    lease_seconds: float = LEASE_SECONDS,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Deliver every message that is due at ``now`` (default: the clock) and
-    whose kind has a handler, batch after batch, including messages the
-    handlers queue along the way. Commits after each message.
+    """Deliver every message that is due (at ``now``, a fixed clock for
+    tests; by default the clock at each claim) and whose kind has a handler,
+    batch after batch, including messages the handlers queue along the way.
+    Commits after each message; stops between messages once ``stop`` is set,
+    handing the rest of its batch back at once.
 
     Returns how many deliveries were attempted (successful or not). Needs an
-    app context. A row that fails is not retried within the same run.
+    app context. A row that fails waits out its backoff, even within a run.
     """
-    now = now or utcnow()
+    clock = (lambda: now) if now is not None else utcnow
     handlers = default_handlers() if handlers is None else handlers
     if not handlers:
         return 0
     attempted = 0
     for _ in range(MAX_BATCHES_PER_RUN):
-        batch = _claim(now, sorted(handlers), batch_size, lease_seconds)
+        if stop is not None and stop.is_set():
+            break
+        batch = _claim(clock(), sorted(handlers), batch_size, lease_seconds)
         if not batch:
             break
-        for delivery in batch:
-            _deliver(delivery, handlers[delivery.kind])
-        attempted += len(batch)
+        with _Lease(batch, lease_seconds, clock) as lease:
+            for delivery in batch:
+                if stop is not None and stop.is_set():
+                    break
+                lease.start(delivery)
+                _deliver(delivery, handlers[delivery.kind])
+                lease.done(delivery)
+                attempted += 1
     return attempted
 
 
+class _Lease:
+    """Renews the lease of the claimed rows not yet delivered, from a thread
+    of its own (its own session), every third of the lease. On leaving, the
+    rows not yet started (after a stop, or a handler that brought the worker
+    down) are handed back: due at once, not after the lease. A delivery cut
+    off mid-way keeps its lease, which runs out unrenewed."""
+
+    def __init__(self, batch: list[Delivery], lease_seconds: float, clock):
+        self._held = {d.id: d.attempts for d in batch}
+        self._in_flight: Delivery | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._lease = lease_seconds
+        self._clock = clock
+        self._app = current_app._get_current_object()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def start(self, delivery: Delivery) -> None:
+        self._in_flight = delivery
+
+    def done(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._held.pop(delivery.id, None)
+        self._in_flight = None
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            if self._in_flight is not None:
+                self._held.pop(self._in_flight.id, None)
+        if self._held:
+            db.session.rollback()
+            self._set_due(self._clock())
+        return False
+
+    def _beat(self) -> None:
+        with self._app.app_context():
+            try:
+                while not self._stop.wait(self._lease / 3):
+                    self._set_due(self._clock() + timedelta(seconds=self._lease))
+            except Exception:  # the claim's own lease still stands
+                log.exception("outbox: renewing a lease failed")
+            finally:
+                db.session.remove()
+
+    def _set_due(self, when: datetime) -> None:
+        with self._lock:
+            held = list(self._held.items())
+        if not held:
+            return
+        db.session.execute(
+            update(OutboxMessage)
+            .where(
+                tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(held),
+                OutboxMessage.sent_at.is_(None),
+            )
+            .values(next_attempt_at=when)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+
+
 def _claim(
-    now: datetime, kinds: list[str], limit: int, lease_seconds: int
+    now: datetime, kinds: list[str], limit: int, lease_seconds: float
 ) -> list[Delivery]:
-    """Take up to ``limit`` due rows for this worker and commit, so that the
-    handlers run outside any long transaction."""
+    """Take up to ``limit`` due rows for this worker, leased from ``now``
+    (the moment of this claim, not of the run's start), and commit, so
+    that the handlers run outside any long transaction."""
     due = (
         select(
             OutboxMessage.id,
@@ -211,8 +297,11 @@ def _deliver(delivery: Delivery, handler: Handler) -> bool:
             exc,
         )
         error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+        # Fenced by attempts: if our lease lapsed and another worker holds
+        # the row now, its lease is not cut short.
         _update(
             delivery.id,
+            OutboxMessage.attempts == delivery.attempts,
             last_error=error,
             next_attempt_at=delivery.now + timedelta(seconds=delay),
         )
@@ -221,10 +310,10 @@ def _deliver(delivery: Delivery, handler: Handler) -> bool:
     return True
 
 
-def _update(message_id: int, **values) -> None:
+def _update(message_id: int, *conditions, **values) -> None:
     db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
+        .where(OutboxMessage.id == message_id, *conditions)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -235,13 +324,14 @@ def run_forever(
     poll_interval: float = 2.0,
     stop: threading.Event | None = None,
     handlers: Mapping[str, Handler] | None = None,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> None:
     """Call run_once every ``poll_interval`` seconds until ``stop`` is set.
     A failed run (say, the database is away) is logged and tried again."""
     stop = stop or threading.Event()
     while not stop.is_set():
         try:
-            run_once(handlers=handlers)
+            run_once(handlers=handlers, stop=stop, lease_seconds=lease_seconds)
         except Exception:
             log.exception("outbox run failed; trying again in %s s", poll_interval)
         finally:

@@ -140,6 +140,7 @@ def test_secret_comes_from_the_environment(tmp_path):
             secrets.token_bytes(32)
         ).decode(),
         "LATCHKEY_DEMO_DATA": "false",
+        "LATCHKEY_RATELIMIT_PER_PROCESS": "true",
         "LATCHKEY_PROVIDERS_FILE": str(path),
         SECRET_ENV: secret,
     }
@@ -283,6 +284,7 @@ def test_the_app_refuses_to_start_with_a_bad_provider(tmp_path):
             secrets.token_bytes(32)
         ).decode(),
         "LATCHKEY_DEMO_DATA": "false",
+        "LATCHKEY_RATELIMIT_PER_PROCESS": "true",
         "LATCHKEY_PROVIDERS_FILE": str(path),
     }
     with pytest.raises(ConfigError, match=SECRET_ENV):

@@ -1,0 +1,1 @@
+"""Upkeep an operator schedules: purging rows that can no longer matter."""
