@@ -54,6 +54,8 @@ LABELS = {
     EventTag.REAUTH_SUCCESS: "Confirmed it was you before a change",
     EventTag.UPSTREAM_LOGOUT: "Signed out by your sign-in provider",
     EventTag.EVERYONE_SIGNED_OUT: "Everyone signed out by an administrator",
+    EventTag.KEY_CREATED: "New signing key made by an administrator",
+    EventTag.KEY_REVOKED: "Signing key withdrawn by an administrator",
 }
 
 # What a person was about to do when asked to confirm it was them.
