@@ -572,6 +572,7 @@ def development_app(app, base_env):
 
 
 def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
+    """A demo account once; the demo relying party and its URL every time."""
     runner = development_app.test_cli_runner()
     first = runner.invoke(args=["dev-setup"])
     assert first.exit_code == 0, first.output
@@ -579,17 +580,22 @@ def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
         line.strip().split(":", 1) for line in first.output.splitlines() if ":" in line
     )
     email = fields["account"].strip()
-    password = fields["password"].strip()
+    password = fields["password"].split()[0]
     with app.app_context():
         passwords = app.extensions["latchkey"].passwords
         assert check_password(passwords, email, password) is not None
+        demo = db.session.get(Client, "demo-rp")
+        # The demo relying party is a public client living beside the issuer.
+        assert demo.is_public
+        assert demo.redirect_uris == [base_url_of(development_app) + "/demo/callback"]
         db.session.remove()
-    assert _count(app, Client, client_id="demo-app") == 1
+    assert fields["open"].strip() == base_url_of(development_app) + "/demo/start"
 
     second = runner.invoke(args=["dev-setup"])
     assert second.exit_code == 0, second.output
     assert "already has accounts" in second.output
     assert password not in second.output
+    assert fields["open"].strip() in second.output  # the URL, printed again
     assert _count(app, Account) == 1
     assert _count(app, Client) == 1
 
@@ -648,6 +654,10 @@ def test_clients_update_needs_a_known_client_and_a_change(cli):
         "--default-refresh-grace",
     )  # fmt: skip
     assert "exclude each other" in failed(both, USAGE_ERROR)
+
+
+def base_url_of(application) -> str:
+    return application.config["LATCHKEY"].issuer
 
 
 def test_clients_create_defaults_to_rs256_id_tokens(cli, app):

@@ -55,3 +55,18 @@ class ChangeEmailForm(Form):
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=1024)]
     )
+
+
+class ReauthForm(Form):
+    """One of: the password, an authenticator code, a recovery code."""
+
+    password = PasswordField("Password", validators=[Optional(), Length(max=1024)])
+    code = StringField("Code", validators=[Optional(), Length(max=16)])
+    recovery_code = StringField(
+        "Recovery code", validators=[Optional(), Length(max=40)]
+    )
+    next = HiddenField(validators=[Optional(), Length(max=2000)])
+
+
+class ProfileForm(Form):
+    name = StringField("Display name", validators=[Optional(), Length(max=200)])

@@ -30,3 +30,7 @@ class DisableTotpForm(Form):
 
 class DeactivateForm(Form):
     password = _password()
+
+
+class DeleteForm(Form):
+    password = _password()

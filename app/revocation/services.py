@@ -14,7 +14,7 @@ however much it cut off.
 
 from datetime import datetime
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, select, update
 
 from app.extensions import db
 from app.logout.backchannel import (
@@ -27,8 +27,12 @@ from app.logout.backchannel import (
 from app.models import (
     Account,
     AccountStatus,
+    AuthorizationCode,
     BrowserSession,
+    Consent,
     Device,
+    DeviceCode,
+    DeviceCodeStatus,
     Grant,
     SessionEnd,
 )
@@ -214,3 +218,56 @@ def sign_out_everyone() -> int:
     )
     queue_logout_for_everyone()
     return result.rowcount
+
+
+def revoke_client_access(account_id: str, client_id: str) -> int:
+    """Withdraw everything ``account_id`` gave the client ``client_id`` at
+    once ("Remove access"): the remembered consent (so the next request
+    asks again), every live grant with its refresh-token family and access
+    tokens, codes not yet exchanged and device codes approved but not yet
+    collected. One statement per table, by indexed columns; a back-channel
+    logout row per revoked grant. No commit.
+
+    Returns how many grants were revoked.
+    """
+    now = utcnow()
+    db.session.execute(
+        delete(Consent).where(
+            Consent.account_id == account_id, Consent.client_id == client_id
+        )
+    )
+    revoked = (
+        db.session.execute(
+            update(Grant)
+            .where(
+                Grant.account_id == account_id,
+                Grant.client_id == client_id,
+                Grant.revoked_at.is_(None),
+            )
+            .values(revoked_at=now, revoke_reason="access_removed")
+            .returning(Grant.id)
+        )
+        .scalars()
+        .all()
+    )
+    # RFC 6749 §4.1.2: a code is only as good as the authorization behind it.
+    db.session.execute(
+        delete(AuthorizationCode).where(
+            AuthorizationCode.account_id == account_id,
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.used_at.is_(None),
+        )
+    )
+    # RFC 8628 §3.5: the polling device is told access_denied.
+    db.session.execute(
+        update(DeviceCode)
+        .where(
+            DeviceCode.account_id == account_id,
+            DeviceCode.client_id == client_id,
+            DeviceCode.status == DeviceCodeStatus.APPROVED,
+        )
+        .values(status=DeviceCodeStatus.DENIED)
+    )
+    for grant_id in revoked:
+        queue_logout_for_grant(grant_id)
+    return len(revoked)
