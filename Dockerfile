@@ -17,6 +17,7 @@ COPY --from=build /opt/latchkey /opt/latchkey
 COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
+COPY static ./static
 COPY deploy/gunicorn.conf.py ./deploy/gunicorn.conf.py
 # The root filesystem can be read-only (deploy/kubernetes): nothing is
 # written but Python's bytecode cache (off) and the metrics directory under

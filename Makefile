@@ -32,7 +32,13 @@ $(NODE_DEPS): tests/conformance/package.json tests/conformance/package-lock.json
 	npm ci --prefix tests/conformance --no-audit --no-fund
 	touch $(NODE_DEPS)
 
-node-deps: $(NODE_DEPS)
+## axe-core for the accessibility check of every page, from its lock file.
+AXE_DEPS := tests/browser/node_modules/.package-lock.json
+$(AXE_DEPS): tests/browser/package.json tests/browser/package-lock.json | tools
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $(AXE_DEPS)
+
+node-deps: $(NODE_DEPS) $(AXE_DEPS)
 
 ## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
 run: setup
@@ -59,4 +65,4 @@ test-postgresql: setup tools node-deps
 test: lint test-sqlite test-postgresql
 
 clean:
-	rm -rf $(VENV) $(LINT_VENV) instance .pytest_cache .ruff_cache tests/conformance/node_modules
+	rm -rf $(VENV) $(LINT_VENV) instance .pytest_cache .ruff_cache tests/conformance/node_modules tests/browser/node_modules

@@ -13,7 +13,12 @@ from app.wiring import Services
 def create_app(config: dict | None = None) -> Flask:
     """Build the app. ``config`` maps LATCHKEY_* names to values and, when
     given, replaces the environment (tests pass their own)."""
-    app = Flask(__name__, template_folder="../templates", instance_relative_config=True)
+    app = Flask(
+        __name__,
+        template_folder="../templates",
+        static_folder="../static",
+        instance_relative_config=True,
+    )
     settings = load_settings(config, instance_path=app.instance_path)
     app.config.update(
         LATCHKEY=settings,
@@ -54,9 +59,11 @@ def create_app(config: dict | None = None) -> Flask:
     from app.accounts.history_views import bp as history_bp
     from app.accounts.lifecycle_views import bp as lifecycle_bp
     from app.accounts.password_views import bp as passwords_bp
+    from app.accounts.reauth_views import bp as reauth_bp
     from app.accounts.signup_views import bp as signup_bp
     from app.accounts.twofactor_views import bp as twofactor_bp
     from app.accounts.views import bp as accounts_bp
+    from app.apps.views import bp as apps_bp
     from app.cli import register_cli
     from app.devices.views import bp as devices_bp
     from app.federation.views import bp as federation_bp
@@ -66,7 +73,13 @@ def create_app(config: dict | None = None) -> Flask:
     from app.oauth.views import bp as oauth_bp
     from app.probes import register_probes
     from app.security.sessions import apply_queued_cookies
-    from app.web import register_error_handlers, security_headers
+    from app.web import (
+        page_context,
+        refuse_repeated_parameters,
+        register_error_handlers,
+        relative_time,
+        security_headers,
+    )
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(passwords_bp)
@@ -77,10 +90,19 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(oauth_bp)
     app.register_blueprint(oauth_api_bp)
     app.register_blueprint(devices_bp)
+    app.register_blueprint(apps_bp)
+    app.register_blueprint(reauth_bp)
+    if settings.demo_data:
+        from app.demo.views import bp as demo_bp
+
+        app.register_blueprint(demo_bp)
     app.register_blueprint(federation_bp)
     app.register_blueprint(logout_bp)
+    app.before_request(refuse_repeated_parameters)
     app.after_request(apply_queued_cookies)
     app.after_request(security_headers)
+    app.context_processor(page_context)
+    app.add_template_filter(relative_time, "ago")
     register_error_handlers(app)
     register_probes(app)
     init_metrics(app)

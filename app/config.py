@@ -13,6 +13,9 @@ from urllib.parse import urlparse
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 
 DEV_SECRET_MARKER = "dev-"
+# A retry window is for a lost response or two tabs, not a second life for a
+# stolen token (RFC 9700 §4.14.2).
+MAX_REFRESH_GRACE_SECONDS = 60
 # How long relying parties may cache the JWKS (Cache-Control max-age).
 JWKS_MAX_AGE = 60
 
@@ -58,6 +61,9 @@ RATE_LIMITS = {
     "second_factor": "5/5 minutes",  # wrong 2FA codes per pending account
     "reset_address": "5/15 minutes",  # reset requests per email typed
     "reset_ip": "20/minute;200/hour",  # reset requests per address
+    # sign-ups, email changes and verification mails, together
+    "mail_address": "5/15 minutes",  # per recipient address
+    "mail_ip": "20/minute;200/hour",  # per client address
     "token_client": "300/minute",  # failed token requests per client
     "reauth": "10/10 minutes",  # wrong passwords confirming a change, per account
     "link_code": "10/10 minutes",  # wrong /link codes per account and address
@@ -100,7 +106,10 @@ class Settings:
     authorization_code_lifetime: int = 60  # LATCHKEY_AUTHORIZATION_CODE_LIFETIME
     refresh_token_idle_lifetime: int = 30 * 86400  # LATCHKEY_REFRESH_IDLE_LIFETIME
     refresh_token_absolute_lifetime: int = 90 * 86400  # LATCHKEY_REFRESH_ABSOLUTE_...
-    refresh_grace_seconds: int = 10  # LATCHKEY_REFRESH_GRACE_SECONDS
+    # Default retry window of clients that set none (flask clients create/
+    # update --refresh-grace-seconds); 0, as in Okta, Auth0, Hydra and
+    # oidc-provider: a rotated-out refresh token coming back is reuse.
+    refresh_grace_seconds: int = 0  # LATCHKEY_REFRESH_GRACE_SECONDS
     session_lifetime: int = 14 * 86400  # LATCHKEY_SESSION_LIFETIME
     signing_key_overlap: int = 7 * 86400  # LATCHKEY_SIGNING_KEY_OVERLAP
     # A rotated key is in the JWKS this long before it signs: longer than the
@@ -220,7 +229,12 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.refresh_token_absolute_lifetime = _int(
         env, "LATCHKEY_REFRESH_ABSOLUTE_LIFETIME", s.refresh_token_absolute_lifetime
     )
-    s.refresh_grace_seconds = _int(env, "LATCHKEY_REFRESH_GRACE_SECONDS", 10)
+    s.refresh_grace_seconds = _int(env, "LATCHKEY_REFRESH_GRACE_SECONDS", 0)
+    if not 0 <= s.refresh_grace_seconds <= MAX_REFRESH_GRACE_SECONDS:
+        raise ConfigError(
+            "LATCHKEY_REFRESH_GRACE_SECONDS must be 0 to "
+            f"{MAX_REFRESH_GRACE_SECONDS} seconds"
+        )
     s.session_lifetime = _int(env, "LATCHKEY_SESSION_LIFETIME", s.session_lifetime)
     s.signing_key_overlap = _int(
         env, "LATCHKEY_SIGNING_KEY_OVERLAP", s.signing_key_overlap

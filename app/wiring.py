@@ -8,10 +8,10 @@ from app.federation.providers import load_providers
 from app.mail.backends import MailBackend, backend_from_settings
 from app.oauth.introspection import TokenInspector
 from app.oauth.keys import KeyRing
-from app.oauth.refresh import RefreshRotation
+from app.oauth.refresh import SUCCESSOR_KEY_PURPOSE, RefreshRotation
 from app.oauth.server import LatchkeyAuthorizationServer
 from app.oauth.tokens import TokenIssuer
-from app.security.crypto import KeyEncryption
+from app.security.crypto import KeyEncryption, derive_key
 from app.security.passwords import PasswordService
 from app.security.totp import TotpService
 
@@ -48,6 +48,7 @@ class Services:
             s.access_token_alg,
         )
         rotation = RefreshRotation(
+            derive_key(s.kek_bytes(), SUCCESSOR_KEY_PURPOSE),
             s.refresh_grace_seconds,
             s.refresh_token_idle_lifetime,
             s.refresh_token_absolute_lifetime,

@@ -102,7 +102,17 @@ def test_users_create_duplicate_email_fails_clearly(cli):
     assert len(as_json(cli("users", "list", "--json"))) == 1
 
 
-@pytest.mark.parametrize("email", ["not-an-email", "ada@localhost", "a b@example.com"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "ada@localhost",
+        "a b@example.com",
+        # Issue 8: an address list is not one address.
+        "ada@example.com,eve@example.com",
+        "Ada <ada@example.com>",
+    ],
+)
 def test_users_create_bad_email_is_a_usage_error(cli, email):
     output = failed(cli("users", "create", email, "--password", _password()), 2)
     assert "Usage:" in output
@@ -562,6 +572,7 @@ def development_app(app, base_env):
 
 
 def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
+    """A demo account once; the demo relying party and its URL every time."""
     runner = development_app.test_cli_runner()
     first = runner.invoke(args=["dev-setup"])
     assert first.exit_code == 0, first.output
@@ -569,19 +580,84 @@ def test_dev_setup_in_development_creates_demo_data_once(development_app, app):
         line.strip().split(":", 1) for line in first.output.splitlines() if ":" in line
     )
     email = fields["account"].strip()
-    password = fields["password"].strip()
+    password = fields["password"].split()[0]
     with app.app_context():
         passwords = app.extensions["latchkey"].passwords
         assert check_password(passwords, email, password) is not None
+        demo = db.session.get(Client, "demo-rp")
+        # The demo relying party is a public client living beside the issuer.
+        assert demo.is_public
+        assert demo.redirect_uris == [base_url_of(development_app) + "/demo/callback"]
         db.session.remove()
-    assert _count(app, Client, client_id="demo-app") == 1
+    assert fields["open"].strip() == base_url_of(development_app) + "/demo/start"
 
     second = runner.invoke(args=["dev-setup"])
     assert second.exit_code == 0, second.output
     assert "already has accounts" in second.output
     assert password not in second.output
+    assert fields["open"].strip() in second.output  # the URL, printed again
     assert _count(app, Account) == 1
     assert _count(app, Client) == 1
+
+
+# -- the refresh retry window, per client ---------------------------------------
+def test_refresh_grace_is_set_at_creation_and_changed_by_update(cli, app):
+    made = as_json(
+        cli(
+            "clients", "create", "Two tabs", "--redirect-uri", REDIRECT,
+            "--refresh-grace-seconds", "5", "--client-id", "two-tabs", "--json",
+        )
+    )  # fmt: skip
+    assert made["refresh_grace_seconds"] == 5
+    assert _client_row(app, made["client_id"])["refresh_grace_seconds"] == 5
+    changed = as_json(
+        cli(
+            "clients", "update", made["client_id"],
+            "--refresh-grace-seconds", "0", "--json",
+        )
+    )  # fmt: skip
+    assert changed["refresh_grace_seconds"] == 0
+    # Back to the server's LATCHKEY_REFRESH_GRACE_SECONDS.
+    ok(cli("clients", "update", made["client_id"], "--default-refresh-grace"))
+    assert _client_row(app, made["client_id"])["refresh_grace_seconds"] is None
+    plain = as_json(
+        cli("clients", "create", "Plain", "--redirect-uri", REDIRECT, "--json")
+    )
+    assert plain["refresh_grace_seconds"] is None
+
+
+@pytest.mark.parametrize("value", ["-1", "61", "ten", "1.5"])
+def test_refresh_grace_out_of_range_is_a_usage_error(cli, app, value):
+    failed(
+        cli(
+            "clients", "create", "Bad", "--redirect-uri", REDIRECT,
+            "--refresh-grace-seconds", value,
+        ),
+        USAGE_ERROR,
+    )  # fmt: skip
+    assert as_json(cli("clients", "list", "--json")) == []
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    failed(cli("clients", "update", "a", "--refresh-grace-seconds", value), USAGE_ERROR)
+    assert _client_row(app, "a")["refresh_grace_seconds"] is None
+
+
+def test_clients_update_needs_a_known_client_and_a_change(cli):
+    output = failed(
+        cli("clients", "update", "no-such-client", "--refresh-grace-seconds", "3"),
+        FAILURE,
+    )
+    assert "no client with id no-such-client" in output
+    ok(cli("clients", "create", "A", "--redirect-uri", REDIRECT, "--client-id", "a"))
+    assert "nothing to change" in failed(cli("clients", "update", "a"), USAGE_ERROR)
+    both = cli(
+        "clients", "update", "a", "--refresh-grace-seconds", "3",
+        "--default-refresh-grace",
+    )  # fmt: skip
+    assert "exclude each other" in failed(both, USAGE_ERROR)
+
+
+def base_url_of(application) -> str:
+    return application.config["LATCHKEY"].issuer
 
 
 def test_clients_create_defaults_to_rs256_id_tokens(cli, app):

@@ -278,6 +278,18 @@ def test_sign_in_still_answers_when_redis_is_down(app, base_env, factories):
     assert right.status_code == 302
 
 
+def test_refresh_grace_is_off_by_default_and_bounded(tmp_path):
+    """A rotated-out refresh token coming back is reuse unless a client (or
+    the operator's default) opts in to a short retry window."""
+    dev = {"LATCHKEY_ENV": "development"}
+    assert load_settings(dev, instance_path=str(tmp_path)).refresh_grace_seconds == 0
+    set_ = {**dev, "LATCHKEY_REFRESH_GRACE_SECONDS": "15"}
+    assert load_settings(set_, instance_path=str(tmp_path)).refresh_grace_seconds == 15
+    for bad in ("-1", "61"):
+        message = _refused({**dev, "LATCHKEY_REFRESH_GRACE_SECONDS": bad}, tmp_path)
+        assert "LATCHKEY_REFRESH_GRACE_SECONDS" in message
+
+
 def test_production_refuses_to_start_without_redis(production_env, tmp_path):
     del production_env["LATCHKEY_REDIS_URL"]
     message = _refused(production_env, tmp_path)

@@ -374,7 +374,9 @@ def test_a_run_longer_than_the_lease_delivers_every_message_once(app):
 
 
 def test_a_crashed_workers_rows_come_back_within_one_lease(app):
-    lease = 2.0
+    # Long enough that the second worker's run ends inside it on a loaded
+    # machine: the assertion below checks the test's premise, not speed.
+    lease = 5.0
     first, *rest = _queue(app, 3)
 
     def crashes(delivery):

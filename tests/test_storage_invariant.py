@@ -5,6 +5,7 @@ column of every table is read back as text, and none of the secrets handed
 out along the way may appear in it; their SHA-256 hashes must.
 """
 
+import base64
 import email
 import json
 import re
@@ -15,7 +16,9 @@ import sqlalchemy as sa
 from app.accounts.links import issue_link
 from app.extensions import db
 from app.models import Account, LinkPurpose
+from app.oauth.refresh import SUCCESSOR_KEY_PURPOSE
 from app.outbox.services import run_once
+from app.security.crypto import derive_key
 from tests.accounts.helpers import enable_totp_directly
 from tests.flows.helpers import (
     TIMEOUT,
@@ -63,11 +66,29 @@ def dump_database(app) -> list[tuple[str, str, str]]:
     return cells
 
 
+def _key_forms(app) -> dict[str, str]:
+    """The KEK and the successor HMAC key derived from it, as raw bytes
+    (read back as latin-1, like bytes columns), hex and base64."""
+    kek = app.config["LATCHKEY"].kek_bytes()
+    hmac_key = derive_key(kek, SUCCESSOR_KEY_PURPOSE)
+    assert hmac_key == app.extensions["latchkey"].rotation._key
+    forms = {}
+    for name, raw in (("KEK", kek), ("successor HMAC key", hmac_key)):
+        forms[f"{name} (raw)"] = raw.decode("latin-1")
+        forms[f"{name} (hex)"] = raw.hex()
+        forms[f"{name} (base64url)"] = base64.urlsafe_b64encode(raw).decode()[:40]
+        standard = base64.b64encode(raw).decode()[:40]
+        if standard not in forms.values():  # the same unless it has + or /
+            forms[f"{name} (base64)"] = standard
+    return forms
+
+
 def test_no_issued_secret_is_stored(app, live_server, factories):
     base_url = live_server.url
     person = factories.account()
     rp = factories.client(
-        grant_types=["authorization_code", "refresh_token", "client_credentials"]
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        refresh_grace_seconds=30,
     )
     browser = new_browser()
 
@@ -79,6 +100,11 @@ def test_no_issued_secret_is_stored(app, live_server, factories):
     rotated = refresh(base_url, rp, tokens["refresh_token"])
     assert rotated.status_code == 200, rotated.text
     renewed = rotated.json()
+    # A retry within the client's window: the same successor, derived again
+    # from the presented token, since it is stored nowhere.
+    retried = refresh(base_url, rp, tokens["refresh_token"])
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["refresh_token"] == renewed["refresh_token"]
     service = token_request(base_url, {"grant_type": "client_credentials"}, client=rp)
     assert service.status_code == 200, service.text
 
@@ -88,12 +114,18 @@ def test_no_issued_secret_is_stored(app, live_server, factories):
         "id token": tokens["id_token"],
         "refresh token": tokens["refresh_token"],
         "rotated access token": renewed["access_token"],
-        "rotated refresh token": renewed["refresh_token"],
+        "rotated refresh token (the successor)": renewed["refresh_token"],
+        "access token of the retry": retried.json()["access_token"],
+        # Successors are computed when needed, never kept ahead of time.
+        "next successor": app.extensions["latchkey"].rotation.successor(
+            renewed["refresh_token"]
+        ),
         "client credentials access token": service.json()["access_token"],
         "client secret": rp.secret,
         "session cookie": browser.cookies.get("lk_session"),
         "device cookie": browser.cookies.get("lk_device"),
         "password": person.password,
+        **_key_forms(app),
     }
     # Every other cookie the browser holds (the CSRF session, say) too.
     for cookie in browser.cookies:
@@ -128,7 +160,7 @@ def test_no_issued_secret_is_stored(app, live_server, factories):
     for name in (
         "authorization code",
         "refresh token",
-        "rotated refresh token",
+        "rotated refresh token (the successor)",
         "client secret",
         "session cookie",
         "device cookie",

@@ -1,30 +1,31 @@
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
+from app.forms import Form
 
-class LoginForm(FlaskForm):
+
+class LoginForm(Form):
     email = StringField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     next = HiddenField()
 
 
-class SecondFactorForm(FlaskForm):
+class SecondFactorForm(Form):
     code = StringField("Code", validators=[Optional(), Length(max=16)])
     recovery_code = StringField(
         "Recovery code", validators=[Optional(), Length(max=40)]
     )
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(Form):
     pass
 
 
-class ForgotPasswordForm(FlaskForm):
+class ForgotPasswordForm(Form):
     email = StringField("Email", validators=[DataRequired(), Length(max=320)])
 
 
-class SetPasswordForm(FlaskForm):
+class SetPasswordForm(Form):
     password = PasswordField(
         "New password", validators=[DataRequired(), Length(max=1024)]
     )
@@ -39,18 +40,33 @@ class ChangePasswordForm(SetPasswordForm):
     )
 
 
-class SignupForm(FlaskForm):
+class SignupForm(Form):
     email = StringField("Email", validators=[DataRequired(), Length(max=320)])
     name = StringField("Name", validators=[Optional(), Length(max=200)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     pass
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(Form):
     new_email = StringField("New email", validators=[DataRequired(), Length(max=320)])
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=1024)]
     )
+
+
+class ReauthForm(Form):
+    """One of: the password, an authenticator code, a recovery code."""
+
+    password = PasswordField("Password", validators=[Optional(), Length(max=1024)])
+    code = StringField("Code", validators=[Optional(), Length(max=16)])
+    recovery_code = StringField(
+        "Recovery code", validators=[Optional(), Length(max=40)]
+    )
+    next = HiddenField(validators=[Optional(), Length(max=2000)])
+
+
+class ProfileForm(Form):
+    name = StringField("Display name", validators=[Optional(), Length(max=200)])

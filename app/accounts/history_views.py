@@ -1,6 +1,6 @@
 """The account's security history page."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 
 from app.events.history import HISTORY_DAYS, security_history
 from app.security.sessions import load_current_session, login_required
@@ -12,9 +12,11 @@ bp = Blueprint("history", __name__)
 @login_required
 def security():
     current = load_current_session()
+    providers = current_app.extensions["latchkey"].federation.providers
+    names = {slug: provider.name for slug, provider in providers.items()}
     return render_template(
         "accounts/security.html",
         current=current,
-        entries=security_history(current.account.id),
+        entries=security_history(current.account.id, provider_names=names),
         days=HISTORY_DAYS,
     )

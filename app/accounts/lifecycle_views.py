@@ -1,11 +1,17 @@
-"""Deactivating one's own account: a confirmation page, then the cut-off.
-The rules live in app.accounts.lifecycle."""
+"""Deactivating or deleting one's own account: a confirmation page (with
+re-authentication when the sign-in is old), then the cut-off. The rules
+live in app.accounts.lifecycle."""
 
 from flask import Blueprint, redirect, render_template, url_for
 
-from app.accounts.lifecycle import AccountDeleted, AccountNotActive, deactivate_account
-from app.accounts.security_forms import DeactivateForm
-from app.security.reauth import confirmed, needs_reauth, reauth_limit
+from app.accounts.lifecycle import (
+    AccountDeleted,
+    AccountNotActive,
+    deactivate_account,
+    delete_account,
+)
+from app.accounts.security_forms import DeactivateForm, DeleteForm
+from app.security.reauth import confirmed, needs_reauth, reauth_error, reauth_limit
 from app.security.sessions import (
     client_ip,
     forget_session_cookie,
@@ -26,7 +32,7 @@ def deactivate():
     error, status = None, 200
     if form.validate_on_submit():
         if not confirmed(current, form.password.data, "deactivate"):
-            error, status = "That password is not right.", 401
+            error, status = reauth_error(current), 401
         else:
             try:
                 deactivate_account(
@@ -45,6 +51,36 @@ def deactivate():
         error, status = "Please try again.", 400
     return render_template(
         "accounts/deactivate.html",
+        form=form,
+        current=current,
+        needs_password=needs_reauth(current),
+        error=error,
+    ), status
+
+
+@bp.route("/account/delete", methods=["GET", "POST"])
+@login_required
+@reauth_limit
+def delete():
+    """Delete one's own account for good (as `flask users delete` does):
+    asks first, and for a fresh sign-in or the password."""
+    current = load_current_session()
+    form = DeleteForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        if not confirmed(current, form.password.data, "delete"):
+            error, status = reauth_error(current), 401
+        else:
+            try:
+                delete_account(current.account)
+            except AccountDeleted:
+                return redirect(url_for("accounts.login"))
+            forget_session_cookie()
+            return render_template("accounts/deleted.html")
+    elif form.is_submitted():
+        error, status = "Please try again.", 400
+    return render_template(
+        "accounts/delete.html",
         form=form,
         current=current,
         needs_password=needs_reauth(current),

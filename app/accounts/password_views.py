@@ -2,7 +2,15 @@
 
 import time
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from app.accounts.credentials import WeakPassword, set_password
 from app.accounts.forms import ChangePasswordForm, ForgotPasswordForm, SetPasswordForm
@@ -20,6 +28,7 @@ from app.security.sessions import (
     forget_session_cookie,
     load_current_session,
     login_required,
+    safe_next,
     start_session,
     user_agent,
 )
@@ -94,6 +103,7 @@ def reset(token):
             db.session.rollback()  # the link stays usable
             problems = exc.problems
         else:
+            flash("Your new password is saved. Sign in with it.", "success")
             return redirect(url_for("accounts.login", reset="done"))
     status = 400 if request.method == "POST" else 200
     return render_template(
@@ -138,11 +148,30 @@ def change():
                     forget_session_cookie()
                     start_session(account, current.device, amr=["pwd"])
                     db.session.commit()
-                return redirect(url_for("accounts.home", password="changed"))
+                flash(_changed_message(form.sign_out_everywhere.data), "success")
+                return redirect(_after_change())
     return render_template(
         "accounts/change_password.html",
         form=form,
         problems=problems,
         forced=account.must_reset_password,
         has_password=account.password_hash is not None,
-    ), (status if problems else 200)
+        next=safe_next(request.args.get("next"), ""),
+    ), (status if problems or request.method == "POST" else 200)
+
+
+def _changed_message(signed_out: bool) -> str:
+    if signed_out:
+        return (
+            "Your password is changed. Every other device and app is signed "
+            "out; this browser stays signed in."
+        )
+    return "Your password is changed."
+
+
+def _after_change() -> str:
+    """Where the person was going before a forced reset (an app's
+    /authorize), else the account page."""
+    return safe_next(
+        request.args.get("next"), url_for("accounts.home", password="changed")
+    )

@@ -1,5 +1,6 @@
 """Accounts: creation and password sign-in."""
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
 from app.extensions import db
@@ -16,15 +17,26 @@ class InvalidEmail(ValueError):
 
 
 def normalize_email(email: str) -> str:
-    """Emails are stored and compared trimmed and lower-cased."""
-    email = (email or "").strip().lower()
-    local, _, domain = email.rpartition("@")
-    if not local or not domain or "." not in domain or len(email) > 320 or " " in email:
-        raise InvalidEmail(email)
-    if any(ord(c) < 32 or ord(c) == 127 for c in email):
-        # Control characters (a NUL is refused by PostgreSQL) are no address.
-        raise InvalidEmail(email)
-    return email
+    """The one canonical form of an address typed, claimed or configured.
+
+    Returns exactly one address, validated by email-validator (syntax only:
+    no DNS lookups), in ASCII (an internationalised domain as its IDNA
+    A-label, RFC 5891) and lower-cased, as accounts store and compare it.
+    Raises InvalidEmail for anything else: an address list
+    (``a@example.com,b@example.com``), a display name (``Ada <a@…>``), a
+    quoted local part, a domain literal, a domain without a dot, control
+    characters, or a local part that would need SMTPUTF8 (RFC 6531), which
+    not every mail server accepts.
+    """
+    try:
+        checked = validate_email(
+            (email or "").strip(),
+            check_deliverability=False,
+            allow_smtputf8=False,
+        )
+    except (EmailNotValidError, TypeError) as exc:
+        raise InvalidEmail(str(email)[:320]) from exc
+    return checked.ascii_email.lower()
 
 
 def find_account(email: str) -> Account | None:

@@ -4,7 +4,7 @@ then start the session, note a new device, and tell the owner."""
 
 import time
 
-from flask import redirect, render_template, session, url_for
+from flask import redirect, render_template, request, session, url_for
 
 from app.accounts.forms import ConfirmForm
 from app.events.services import EventTag
@@ -96,7 +96,9 @@ def complete_sign_in(
     )
     db.session.commit()
     if account.must_reset_password:
-        return redirect(url_for("passwords.change", forced=1))
+        # Keep where the person was going (an app's /authorize): after the
+        # new password, they continue there instead of starting over.
+        return redirect(url_for("passwords.change", forced=1, next=safe_next(next_url)))
     return redirect(safe_next(next_url, url_for("accounts.home")))
 
 
@@ -107,7 +109,9 @@ def gate_for_clients(account: Account):
     reset was forced must choose a new password first.
     """
     if account.must_reset_password:
-        return redirect(url_for("passwords.change", forced=1))
+        return redirect(
+            url_for("passwords.change", forced=1, next=safe_next(request.full_path))
+        )
     if not account.email_verified:
         return render_template(
             "accounts/verify_first.html", email=account.email, form=ConfirmForm()

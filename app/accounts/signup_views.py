@@ -12,6 +12,12 @@ from app.accounts.credentials import WeakPassword, check_new_password
 from app.accounts.forms import ChangeEmailForm, ConfirmForm, SignupForm
 from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import InvalidEmail, find_account, normalize_email
+from app.accounts.throttling import (
+    email_change_mail_limit,
+    mail_ip_limit,
+    resend_mail_limit,
+    signup_mail_limit,
+)
 from app.events.services import EventTag
 from app.events.web import record_request_event
 from app.extensions import db
@@ -43,6 +49,8 @@ def send_verification(account: Account) -> None:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
+@mail_ip_limit
+@signup_mail_limit
 def signup():
     if not _settings().signup_enabled:
         abort(404)
@@ -115,6 +123,8 @@ def verify_email(token):
 
 @bp.route("/account/verify-email", methods=["POST"])
 @login_required
+@mail_ip_limit
+@resend_mail_limit
 def resend_verification():
     current = load_current_session()
     if not ConfirmForm().validate_on_submit():
@@ -128,6 +138,8 @@ def resend_verification():
 @bp.route("/account/email", methods=["GET", "POST"])
 @login_required
 @reauth_limit
+@mail_ip_limit
+@email_change_mail_limit
 def change_email():
     """Moving the account to another address needs the password, proves the
     new address by link, and tells the old one."""

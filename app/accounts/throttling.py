@@ -9,6 +9,7 @@ once per window, however many attempts are refused.
 
 import logging
 import time
+from functools import partial
 
 from flask import Response, request, session, url_for
 from flask_limiter import RequestLimit
@@ -22,12 +23,13 @@ from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account
 from app.security.ratelimits import (
+    address_key,
     attempt_limit,
     failure_limit,
     ip_key,
     typed_email_key,
 )
-from app.security.sessions import client_ip
+from app.security.sessions import client_ip, load_current_session
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +117,29 @@ second_factor_limit = failure_limit(
 # mailbox cannot be flooded) and per address.
 reset_address_limit = attempt_limit("reset_address", typed_email_key)
 reset_ip_limit = attempt_limit("reset_ip", ip_key)
+
+
+# Every other form that sends mail to an address a stranger may have typed
+# (sign-up, email change, "send the verification again") is limited in the
+# mails it sends, per recipient and per client address, with one budget
+# shared by all of them: switching forms buys no more mail. Counted like a
+# failure limit (a unit taken before the view, given back unless mail went
+# out), so a form sent back with errors costs nothing, and parallel
+# requests never send more than the limit.
+def _mail_queued(response: Response) -> bool:
+    # These forms answer a POST with 200 ("check your inbox") exactly when
+    # they queued mail; form errors are 400/401, a refusal 429.
+    return response.status_code == 200
+
+
+def _own_address_key() -> str:
+    current = load_current_session()
+    return address_key(current.account.email) if current else "-"
+
+
+signup_mail_limit = failure_limit("mail_address", typed_email_key, _mail_queued)
+email_change_mail_limit = failure_limit(
+    "mail_address", partial(typed_email_key, "new_email"), _mail_queued
+)
+resend_mail_limit = failure_limit("mail_address", _own_address_key, _mail_queued)
+mail_ip_limit = failure_limit("mail_ip", ip_key, _mail_queued)

@@ -7,7 +7,6 @@ from flask import (
     Blueprint,
     current_app,
     flash,
-    get_flashed_messages,
     make_response,
     redirect,
     render_template,
@@ -34,7 +33,7 @@ from app.accounts.twofactor import (
 from app.events.services import EventTag
 from app.events.web import record_request_event
 from app.extensions import db
-from app.security.reauth import confirmed, needs_reauth, reauth_limit
+from app.security.reauth import confirmed, needs_reauth, reauth_error, reauth_limit
 from app.security.sessions import (
     client_ip,
     load_current_session,
@@ -68,10 +67,11 @@ def _overview(current, form=None, messages=(), status=200):
     return render_template(
         "accounts/twofactor.html",
         account=account,
+        current=current,
         codes_left=remaining_recovery_codes(account) if account.has_totp else 0,
         regenerate_form=form or RegenerateCodesForm(),
         needs_password=needs_reauth(current),
-        messages=[*get_flashed_messages(), *messages],
+        errors=list(messages),
     ), status
 
 
@@ -103,7 +103,7 @@ def setup():
     error, status = None, 200
     if form.validate_on_submit():
         if not confirmed(current, form.password.data, "enable_totp"):
-            error, status = WRONG_PASSWORD, 401
+            error, status = reauth_error(current), 401
         else:
             try:
                 codes = enable_totp(
@@ -122,8 +122,10 @@ def setup():
             "accounts/twofactor_setup.html",
             form=form,
             enrolment=enrolment,
+            current=current,
             needs_password=needs_reauth(current),
             error=error,
+            password_error=status == 401,
         ),
         status,
     )
@@ -138,7 +140,7 @@ def recovery_codes():
     if not form.validate_on_submit():
         return _overview(current, form, ["Please try again."], 400)
     if not confirmed(current, form.password.data, "recovery_codes"):
-        return _overview(current, form, [WRONG_PASSWORD], 401)
+        return _overview(current, form, [reauth_error(current)], 401)
     try:
         codes = regenerate_recovery_codes(current.account, _who(current))
     except TotpNotEnabled:
@@ -174,7 +176,7 @@ def disable():
             # Another tab may have turned it off first: same outcome.
             with suppress(TotpNotEnabled):
                 disable_totp(current.account, method, _who(current))
-            flash("Two-factor authentication is off.")
+            flash("Two-factor authentication is off.", "success")
             return redirect(url_for("twofactor.overview"))
     elif form.is_submitted():
         error, status = "Please try again.", 400

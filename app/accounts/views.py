@@ -3,6 +3,7 @@
 from flask import (
     Blueprint,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -10,7 +11,7 @@ from flask import (
     url_for,
 )
 
-from app.accounts.forms import LoginForm, LogoutForm, SecondFactorForm
+from app.accounts.forms import LoginForm, LogoutForm, ProfileForm, SecondFactorForm
 from app.accounts.services import check_password, find_account
 from app.accounts.signin import (
     PENDING_SECOND_FACTOR,
@@ -138,6 +139,7 @@ def logout():
                 device_id=ended.device_id,
             )
         db.session.commit()
+        flash("You are signed out.", "success")
         return redirect(url_for("accounts.login"))
     return render_template(
         "accounts/logout.html", form=form, current=load_current_session()
@@ -149,6 +151,10 @@ def logout():
 @login_required
 def home():
     current = load_current_session()
+    return _home_page(current, ProfileForm(formdata=None, name=current.account.name))
+
+
+def _home_page(current, profile_form, status=200):
     federation = current_app.extensions["latchkey"].federation
     return render_template(
         "accounts/home.html",
@@ -157,4 +163,24 @@ def home():
         identities=identities_of(current.account),
         unlink_form=UnlinkForm(),
         providers=federation.providers,
-    )
+        profile_form=profile_form,
+    ), status
+
+
+@bp.route("/account/profile", methods=["POST"])
+@login_required
+def profile():
+    """Change the display name (the ``name`` claim apps see)."""
+    current = load_current_session()
+    form = ProfileForm()
+    if not form.validate_on_submit():
+        return _home_page(current, form, 400)
+    name = " ".join((form.name.data or "").split())
+    if name != current.account.name:
+        current.account.name = name
+        record_request_event(
+            EventTag.PROFILE_UPDATED, current.account.id, device_id=current.device.id
+        )
+        db.session.commit()
+    flash("Your name is saved." if name else "Your name is removed.", "success")
+    return redirect(url_for("accounts.home"))

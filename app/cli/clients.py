@@ -11,12 +11,20 @@ from app.clients.services import (
     delete_client,
     list_clients,
     set_id_token_alg,
+    update_client,
 )
+from app.config import MAX_REFRESH_GRACE_SECONDS
 from app.extensions import db
 from app.models import Client
 from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 
 clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
+
+GRACE_HELP = (
+    "Seconds in which a retry of the refresh token just rotated gets the same "
+    "successor (two tabs, a lost response); 0: any replay is reuse and ends "
+    "the grant. Default: LATCHKEY_REFRESH_GRACE_SECONDS."
+)
 
 
 @clients_cli.command("create")
@@ -48,6 +56,12 @@ clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
 @click.option("--backchannel-logout-uri", default=None)
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
 @click.option("--client-id", default=None, help="Choose the id (default: random).")
+@click.option(
+    "--refresh-grace-seconds",
+    type=click.IntRange(0, MAX_REFRESH_GRACE_SECONDS),
+    default=None,
+    help=GRACE_HELP,
+)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def create(
@@ -63,6 +77,7 @@ def create(
     backchannel_logout_uri,
     post_logout,
     client_id,
+    refresh_grace_seconds,
     as_json,
 ):
     """Register a client. A confidential client's secret is printed once."""
@@ -80,6 +95,7 @@ def create(
             backchannel_logout_uri=backchannel_logout_uri,
             post_logout_redirect_uris=post_logout,
             client_id=client_id,
+            refresh_grace_seconds=refresh_grace_seconds,
             production=current_app.config["LATCHKEY"].is_production,
         )
     except InvalidClientMetadata as exc:
@@ -89,6 +105,43 @@ def create(
     emit(data, as_json)
     if secret and not as_json:
         click.echo("\nStore the secret now: Latchkey keeps only its hash.", err=True)
+
+
+@clients_cli.command("update")
+@click.argument("client_id")
+@click.option(
+    "--refresh-grace-seconds",
+    type=click.IntRange(0, MAX_REFRESH_GRACE_SECONDS),
+    default=None,
+    help=GRACE_HELP,
+)
+@click.option(
+    "--default-refresh-grace",
+    is_flag=True,
+    help="Back to LATCHKEY_REFRESH_GRACE_SECONDS.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def update(client_id, refresh_grace_seconds, default_refresh_grace, as_json):
+    """Change a registered client's settings."""
+    if default_refresh_grace and refresh_grace_seconds is not None:
+        raise click.UsageError(
+            "--refresh-grace-seconds and --default-refresh-grace exclude each other"
+        )
+    changes = {}
+    if default_refresh_grace:
+        changes["refresh_grace_seconds"] = None
+    elif refresh_grace_seconds is not None:
+        changes["refresh_grace_seconds"] = refresh_grace_seconds
+    if not changes:
+        raise click.UsageError("nothing to change")
+    try:
+        client = update_client(client_id, **changes)
+    except LookupError as exc:
+        raise click.ClickException(f"no client with id {client_id}") from exc
+    except InvalidClientMetadata as exc:
+        raise click.UsageError(str(exc)) from exc
+    emit(client_as_dict(client), as_json)
 
 
 @clients_cli.command("list")

@@ -8,6 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from app.cli.output import emit
+from app.devices.services import sweep_expired_sessions
 from app.extensions import db
 from app.outbox.services import (
     LEASE_SECONDS,
@@ -41,10 +42,13 @@ outbox_cli = click.Group(
 )
 @with_appcontext
 def run(once, interval, lease):
-    """Deliver queued messages, retrying failures with backoff. Run as many
-    as you like on PostgreSQL; on SQLite, one is enough."""
+    """Deliver queued messages, retrying failures with backoff, and end
+    expired sessions (so that their apps hear of it). Run as many as you
+    like on PostgreSQL; on SQLite, one is enough."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if once:
+        ended = sweep_expired_sessions()
+        click.echo(f"ended {ended} expired sessions")
         click.echo(f"attempted {run_once(lease_seconds=lease)} deliveries")
         return
     click.echo(f"outbox worker polling every {interval} s; Ctrl-C stops it")
@@ -54,7 +58,9 @@ def run(once, interval, lease):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
-        run_forever(interval, stop=stop, lease_seconds=lease)
+        run_forever(
+            interval, stop=stop, lease_seconds=lease, chores=[sweep_expired_sessions]
+        )
     click.echo("stopped")
 
 

@@ -5,6 +5,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy import select
 
+from app.config import MAX_REFRESH_GRACE_SECONDS
 from app.extensions import db
 from app.models import Client
 from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
@@ -99,13 +100,17 @@ def create_client(
     backchannel_logout_uri=None,
     post_logout_redirect_uris=(),
     client_id=None,
+    refresh_grace_seconds=None,
     production=False,
 ) -> tuple[Client, str | None]:
     """Register a client and commit. Returns (client, secret or None).
 
     Raises InvalidClientMetadata naming the first unacceptable value;
     ``production`` requires https where the specifications say SHOULD.
+    ``refresh_grace_seconds`` None leaves the client on the server's
+    default (LATCHKEY_REFRESH_GRACE_SECONDS).
     """
+    _check_refresh_grace(refresh_grace_seconds)
     if not name:
         raise InvalidClientMetadata("a client needs a name")
     grant_types = list(grant_types or ["authorization_code", "refresh_token"])
@@ -148,10 +153,41 @@ def create_client(
         pkce_exempt=pkce_exempt,
         may_introspect=may_introspect,
         backchannel_logout_uri=backchannel_logout_uri,
+        refresh_grace_seconds=refresh_grace_seconds,
     )
     db.session.add(client)
     db.session.commit()
     return client, secret
+
+
+def _check_refresh_grace(seconds) -> None:
+    if seconds is None:
+        return
+    if (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not 0 <= seconds <= MAX_REFRESH_GRACE_SECONDS
+    ):
+        raise InvalidClientMetadata(
+            f"refresh grace must be 0 to {MAX_REFRESH_GRACE_SECONDS} seconds"
+        )
+
+
+UNSET = object()
+
+
+def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
+    """Change a registered client's settings and commit; a setting not
+    passed is left as it is (``refresh_grace_seconds=None`` goes back to
+    the server's default). Raises InvalidClientMetadata, LookupError."""
+    client = db.session.get(Client, client_id)
+    if client is None:
+        raise LookupError(client_id)
+    if refresh_grace_seconds is not UNSET:
+        _check_refresh_grace(refresh_grace_seconds)
+        client.refresh_grace_seconds = refresh_grace_seconds
+    db.session.commit()
+    return client
 
 
 def set_id_token_alg(client_id: str, alg: str) -> Client:
@@ -200,5 +236,7 @@ def client_as_dict(client: Client) -> dict:
         "may_introspect": client.may_introspect,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        # None: the server's LATCHKEY_REFRESH_GRACE_SECONDS.
+        "refresh_grace_seconds": client.refresh_grace_seconds,
         "created_at": client.created_at.isoformat(),
     }

@@ -1,24 +1,25 @@
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
+from app.forms import Form
 
-class UserCodeForm(FlaskForm):
+
+class UserCodeForm(Form):
     user_code = StringField("Code", validators=[DataRequired(), Length(max=32)])
 
 
-class DeviceDecisionForm(FlaskForm):
+class DeviceDecisionForm(Form):
     user_code = HiddenField(validators=[DataRequired(), Length(max=32)])
     decision = HiddenField(validators=[DataRequired()])
 
 
-class SignOutDeviceForm(FlaskForm):
+class SignOutDeviceForm(Form):
     pass
 
 
-class RenameDeviceForm(FlaskForm):
+class RenameDeviceForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
 
 
-class SignOutEverywhereForm(FlaskForm):
+class SignOutEverywhereForm(Form):
     password = PasswordField("Password", validators=[Optional(), Length(max=1024)])

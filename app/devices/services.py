@@ -1,58 +1,164 @@
 """Connected devices: what can act as a person, and cutting it off."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.mail.services import queue_email
-from app.models import Account, Client, Device, Grant
-from app.revocation.services import sign_out_account, sign_out_device
+from app.models import (
+    Account,
+    BrowserSession,
+    Client,
+    Device,
+    DeviceCode,
+    DeviceCodeStatus,
+    Grant,
+)
+from app.models.base import utcnow
+from app.revocation.services import (
+    end_expired_sessions,
+    sign_out_account,
+    sign_out_device,
+)
+
+
+@dataclass
+class AppOnDevice:
+    """A client holding a live grant on a device."""
+
+    client_id: str
+    name: str
+    stays_signed_in: bool  # offline_access: outlives the browser session
 
 
 @dataclass
 class DeviceView:
+    """One live device as its owner sees it (see connected_devices)."""
+
     device: Device
-    clients: list[str] = field(default_factory=list)
+    apps: list[AppOnDevice] = field(default_factory=list)
+    sessions: list[BrowserSession] = field(default_factory=list)
+    last_seen_at: datetime | None = None
+
+    @property
+    def clients(self) -> list[str]:
+        return [app.name for app in self.apps]
 
 
-def connected_devices(account: Account) -> list[DeviceView]:
-    """Live devices of ``account``, newest activity first, each with the
-    names of the clients holding live grants on it (two queries)."""
-    devices = (
-        db.session.execute(
-            select(Device)
-            .where(Device.account_id == account.id, Device.revoked_at.is_(None))
-            .order_by(Device.last_seen_at.desc())
+def connected_devices(
+    account: Account, now: datetime | None = None
+) -> list[DeviceView]:
+    """The devices that can still act as ``account``: not signed out, with a
+    live browser session or a live grant. A device whose sessions all ended
+    and whose apps lost access is history, not a connected device (it shows
+    in the security history). Each comes with its live sessions and the
+    clients holding live grants on it; most recently seen first.
+
+    A device approved for the device flow whose code is not collected yet
+    counts as live too. Four queries, each by the indexed account id.
+    """
+    now = now or utcnow()
+    devices = db.session.execute(
+        select(Device).where(
+            Device.account_id == account.id, Device.revoked_at.is_(None)
         )
-        .scalars()
-        .all()
-    )
-    views = {d.id: DeviceView(d) for d in devices}
-    rows = db.session.execute(
-        select(Grant.device_id, Client.name)
+    ).scalars()
+    views = {d.id: DeviceView(d, last_seen_at=d.last_seen_at) for d in devices}
+    for sess in db.session.execute(
+        select(BrowserSession).where(
+            BrowserSession.account_id == account.id,
+            BrowserSession.ended_at.is_(None),
+            BrowserSession.expires_at > now,
+            BrowserSession.account_generation == account.generation,
+        )
+    ).scalars():
+        if sess.device_id in views:
+            views[sess.device_id].sessions.append(sess)
+    for grant, client_name in db.session.execute(
+        select(Grant, Client.name)
         .join(Client, Client.client_id == Grant.client_id)
+        .outerjoin(BrowserSession, BrowserSession.sid == Grant.session_sid)
         .where(
             Grant.account_id == account.id,
             Grant.revoked_at.is_(None),
             Grant.account_generation == account.generation,
+            # A session-bound grant is gone with its session (OIDC Core §11).
+            Grant.session_bound.is_(False)
+            | (BrowserSession.ended_at.is_(None) & (BrowserSession.expires_at > now)),
         )
-        .distinct()
-    ).all()
-    for device_id, client_name in rows:
-        if device_id in views:
-            views[device_id].clients.append(client_name)
-    return list(views.values())
+        .order_by(Grant.created_at)
+    ):
+        view = views.get(grant.device_id)
+        if view is None:
+            continue
+        if grant.client_id not in {a.client_id for a in view.apps}:
+            view.apps.append(
+                AppOnDevice(
+                    grant.client_id,
+                    client_name,
+                    "offline_access" in grant.scope.split(),
+                )
+            )
+        view.last_seen_at = max(view.last_seen_at, grant.last_refresh_at)
+    # A TV approved at /link but not yet polling holds an approved device
+    # code (RFC 8628 §3.5): it can still become signed in, so it is listed.
+    pending = set(
+        db.session.execute(
+            select(DeviceCode.device_id).where(
+                DeviceCode.account_id == account.id,
+                DeviceCode.status == DeviceCodeStatus.APPROVED,
+                DeviceCode.expires_at > now,
+                DeviceCode.account_generation == account.generation,
+            )
+        ).scalars()
+    )
+    live = [v for v in views.values() if v.sessions or v.apps or v.device.id in pending]
+    return sorted(live, key=lambda v: v.last_seen_at, reverse=True)
 
 
-def rename_device(account: Account, device_id: str, name: str) -> bool:
+EXPIRY_BATCH = 200
+
+
+def sweep_expired_sessions(now: datetime | None = None) -> int:
+    """End the sessions whose lifetime ran out, in batches (one commit
+    each): each gets a "session expired" event and its relying parties a
+    back-channel logout. A chore of the outbox worker. Returns how many."""
+    swept = 0
+    while True:
+        expired = end_expired_sessions(now or utcnow(), EXPIRY_BATCH)
+        for session in expired:
+            record_event(
+                EventTag.SESSION_EXPIRED,
+                session.account_id,
+                device_id=session.device_id,
+                sid=session.sid,
+            )
+        db.session.commit()
+        swept += len(expired)
+        if len(expired) < EXPIRY_BATCH:
+            return swept
+
+
+def find_live_device(account: Account, device_id: str) -> Device | None:
+    """``account``'s device ``device_id`` if it is not signed out, else None."""
     device = db.session.get(Device, device_id)
     if device is None or device.account_id != account.id or device.revoked_at:
-        return False
+        return None
+    return device
+
+
+def rename_device(account: Account, device_id: str, name: str) -> Device | None:
+    """Rename one of ``account``'s live devices; the renamed device or None
+    if there is no such device. Commits."""
+    device = find_live_device(account, device_id)
+    if device is None:
+        return None
     device.name = name.strip()[:200] or device.name
     db.session.commit()
-    return True
+    return device
 
 
 def sign_out_one_device(account: Account, device_id: str, ip: str, ua: str) -> bool:

@@ -3,7 +3,6 @@
 from flask import (
     Blueprint,
     flash,
-    get_flashed_messages,
     redirect,
     render_template,
     request,
@@ -20,6 +19,7 @@ from app.devices.forms import (
 )
 from app.devices.services import (
     connected_devices,
+    find_live_device,
     rename_device,
     sign_out_everywhere,
     sign_out_one_device,
@@ -29,7 +29,12 @@ from app.events.web import record_request_event
 from app.extensions import db
 from app.oauth.device_flow import UnknownUserCode, decide, find_pending
 from app.security.ratelimits import failure_limit
-from app.security.reauth import confirmed, needs_reauth, reauth_limit
+from app.security.reauth import (
+    confirmed,
+    needs_reauth,
+    reauth_error,
+    reauth_limit,
+)
 from app.security.sessions import (
     client_ip,
     end_current_session,
@@ -132,31 +137,54 @@ def link_decide():
 @bp.route("/account/devices")
 @login_required
 def devices():
-    current = load_current_session()
+    return _devices_page(load_current_session())
+
+
+def _devices_page(current, rename_errors: dict | None = None, status: int = 200):
     return render_template(
         "devices/list.html",
         current=current,
         devices=connected_devices(current.account),
-        sign_out_form=SignOutDeviceForm(),
-        rename_form=RenameDeviceForm(),
-        everywhere_form=SignOutEverywhereForm(),
-        needs_password=needs_reauth(current),
-        messages=get_flashed_messages(),
-    )
+        rename_form=RenameDeviceForm(formdata=None),
+        rename_errors=rename_errors or {},
+    ), status
 
 
-@bp.route("/account/devices/<device_id>/sign-out", methods=["POST"])
+@bp.route("/account/devices/<device_id>/sign-out", methods=["GET", "POST"])
 @login_required
 def sign_out_device(device_id):
+    """GET asks first (what will stop working); POST signs the device out."""
     current = load_current_session()
-    if not SignOutDeviceForm().validate_on_submit():
+    device = find_live_device(current.account, device_id[:32])
+    if device is None:
+        flash("That device is already signed out.", "info")
+        return redirect(url_for("devices.devices"))
+    form = SignOutDeviceForm()
+    if request.method == "GET":
+        view = next(
+            (v for v in connected_devices(current.account) if v.device.id == device.id),
+            None,
+        )
+        return render_template(
+            "devices/confirm_sign_out.html",
+            current=current,
+            device=device,
+            apps=view.apps if view else [],
+            form=form,
+        )
+    if not form.validate_on_submit():
         return form_expired()
-    if sign_out_one_device(current.account, device_id[:32], client_ip(), user_agent()):
-        flash("The device was signed out.")
-    if device_id == current.device.id:
+    sign_out_one_device(current.account, device.id, client_ip(), user_agent())
+    if device.id == current.device.id:
         end_current_session()
         db.session.commit()
+        flash("You are signed out on this device.", "success")
         return redirect(url_for("accounts.login"))
+    flash(
+        f"{device.name or 'The device'} is signed out. Its apps can no longer "
+        "use your account.",
+        "success",
+    )
     return redirect(url_for("devices.devices"))
 
 
@@ -165,36 +193,52 @@ def sign_out_device(device_id):
 def rename(device_id):
     form = RenameDeviceForm()
     if not form.validate_on_submit():
-        return render_template(
-            "errors/generic.html",
-            title="Cannot rename",
-            message="Give the device a name of up to 200 characters.",
-        ), 400
-    rename_device(load_current_session().account, device_id[:32], form.name.data)
+        if form.errors.keys() == {"csrf_token"}:
+            return form_expired()
+        return _devices_page(
+            load_current_session(),
+            {device_id[:32]: "Give the device a name of up to 200 characters."},
+            400,
+        )
+    device = rename_device(
+        load_current_session().account, device_id[:32], form.name.data
+    )
+    if device is None:
+        flash("That device is already signed out.", "info")
+    else:
+        flash(f"Renamed to “{device.name}”.", "success")
     return redirect(url_for("devices.devices"))
 
 
-@bp.route("/account/devices/sign-out-all", methods=["POST"])
+@bp.route("/account/devices/sign-out-all", methods=["GET", "POST"])
 @login_required
 @reauth_limit
 def sign_out_all():
+    """GET asks first; POST (after re-authentication when the sign-in is
+    old) signs out of every device."""
     current = load_current_session()
     form = SignOutEverywhereForm()
-    if not form.validate_on_submit():
-        return form_expired()
-    if not confirmed(current, form.password.data, "sign_out_everywhere"):
-        return render_template(
-            "devices/list.html",
-            current=current,
-            devices=connected_devices(current.account),
-            sign_out_form=SignOutDeviceForm(),
-            rename_form=RenameDeviceForm(),
-            everywhere_form=form,
-            needs_password=True,
-            messages=["Enter your password to sign out everywhere."],
-        ), 401
-    sign_out_everywhere(
-        current.account, client_ip(), user_agent(), reason="user_request"
-    )
-    forget_session_cookie()  # the generation bump already ended the session
-    return redirect(url_for("accounts.login", signed_out="all"))
+    error, status = None, 200
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return form_expired()
+        if confirmed(current, form.password.data, "sign_out_everywhere"):
+            sign_out_everywhere(
+                current.account, client_ip(), user_agent(), reason="user_request"
+            )
+            forget_session_cookie()  # the generation bump already ended the session
+            flash(
+                "You are signed out of all devices. Every app has lost access; "
+                "sign in again where you need to.",
+                "success",
+            )
+            return redirect(url_for("accounts.login", signed_out="all"))
+        error, status = reauth_error(current), 401
+    return render_template(
+        "devices/confirm_sign_out_all.html",
+        current=current,
+        form=form,
+        devices=connected_devices(current.account),
+        needs_password=needs_reauth(current),
+        error=error,
+    ), status

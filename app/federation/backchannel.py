@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.federation.providers import Provider
-from app.models import BrowserSession
+from app.models import BrowserSession, SessionEnd
 from app.revocation.services import end_session
 from app.security.jose import UntrustedJWTRejected, checked_header
 
@@ -106,4 +106,8 @@ def end_upstream_sessions(provider: Provider, claims: dict) -> list[tuple[str, s
     if claims.get("sid"):
         query = query.where(BrowserSession.upstream_sid == str(claims["sid"]))
     rows = db.session.execute(query).all()
-    return [(account_id, sid) for account_id, sid in rows if end_session(sid)]
+    return [
+        (account_id, sid)
+        for account_id, sid in rows
+        if end_session(sid, SessionEnd.UPSTREAM_LOGOUT)
+    ]

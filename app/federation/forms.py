@@ -1,11 +1,12 @@
-from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, Length
 
+from app.forms import Form
 
-class LinkExistingForm(FlaskForm):
+
+class LinkExistingForm(Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
-class UnlinkForm(FlaskForm):
+class UnlinkForm(Form):
     pass

@@ -127,6 +127,18 @@ def link_identity(account: Account, identity: UpstreamIdentity) -> None:
     )
 
 
+def is_linked(account: Account, provider: str, subject: str | None = None) -> bool:
+    """True if ``account`` has an identity at ``provider`` (with upstream
+    ``subject``, when given)."""
+    query = select(FederatedIdentity.id).where(
+        FederatedIdentity.account_id == account.id,
+        FederatedIdentity.provider == provider,
+    )
+    if subject is not None:
+        query = query.where(FederatedIdentity.subject == subject)
+    return db.session.execute(query.limit(1)).first() is not None
+
+
 def identities_of(account: Account) -> list[FederatedIdentity]:
     return list(
         db.session.execute(

@@ -6,6 +6,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    flash,
     jsonify,
     redirect,
     render_template,
@@ -34,19 +35,23 @@ from app.federation.services import (
     LastSignInMethod,
     NeedsLink,
     UpstreamIdentity,
+    is_linked,
     link_identity,
     resolve_sign_in,
     unlink_identity,
     upstream_identity,
 )
+from app.models.base import utcnow
 from app.oauth.metadata import not_advertised
 from app.security.ratelimits import failure_limit
+from app.security.reauth import mark_reauthenticated
 from app.security.sessions import (
     load_current_session,
     login_required,
     safe_next,
 )
 from app.security.tokens import hash_token
+from app.web import form_expired
 
 bp = Blueprint("federation", __name__, url_prefix="/federation")
 PENDING_LINK = "fed_pending_link"
@@ -101,13 +106,25 @@ def start(slug):
         abort(404)
     current = load_current_session()
     linking = request.args.get("link") == "1" and current is not None
+    reauth = request.args.get("reauth") == "1" and current is not None
+    if reauth and not is_linked(current.account, slug):
+        return _failure(
+            "Not linked to this account",
+            f"{provider.name} is not a way to sign in to this account.",
+            400,
+        )
     session[AFTER] = {
         "next": safe_next(request.args.get("next"), url_for("accounts.home")),
         "link_account": current.account.id if linking else None,
+        "reauth_account": current.account.id if reauth else None,
+        "reauth_since": int(utcnow().timestamp()) if reauth else None,
     }
+    # OIDC Core §3.1.2.1: prompt=login and max_age=0 ask the provider to
+    # authenticate the person again now, not to reuse its session.
+    fresh = {"prompt": "login", "max_age": 0} if reauth else {}
     try:
         _metadata(provider, client)
-        return client.authorize_redirect(_callback_url(slug))
+        return client.authorize_redirect(_callback_url(slug), **fresh)
     except (
         UpstreamUnavailable,
         requests.RequestException,
@@ -185,9 +202,57 @@ def callback(slug):
             400,
         )
     identity = upstream_identity(provider, claims)
+    if after.get("reauth_account"):
+        return _reauthenticate(identity, provider, claims, after)
     if after.get("link_account"):
         return _link_to_current(identity, provider, after)
     return _sign_in(identity, provider, claims, after)
+
+
+# Clocks of two servers differ a little; a sign-in this much older than the
+# request that asked for it still counts as fresh.
+AUTH_TIME_LEEWAY = 30
+
+
+def _reauthenticate(identity: UpstreamIdentity, provider, claims, after):
+    """The answer to a re-authentication request (start?reauth=1): the
+    same upstream identity as the one linked to the signed-in account, and
+    a sign-in made after the request (OIDC Core §3.1.2.1 max_age=0 makes
+    auth_time required, §3.1.3.7 says to check it)."""
+    current = load_current_session()
+    if current is None or current.account.id != after["reauth_account"]:
+        return _failure(
+            "Please sign in again", "Your session ended while confirming.", 400
+        )
+    auth_time = claims.get("auth_time")
+    fresh = isinstance(auth_time, int | float) and (
+        auth_time >= after["reauth_since"] - AUTH_TIME_LEEWAY
+    )
+    if not is_linked(current.account, provider.slug, identity.subject) or not fresh:
+        record_request_event(
+            EventTag.REAUTH_FAILURE,
+            current.account.id,
+            device_id=current.device.id,
+            provider=provider.slug,
+            reason="other_identity" if fresh else "not_fresh",
+        )
+        db.session.commit()
+        return _failure(
+            "That did not confirm it is you",
+            f"{provider.name} did not sign in this account again just now. "
+            "Try again, and sign in with the same account there.",
+            403,
+        )
+    mark_reauthenticated(current, ["fed"])
+    record_request_event(
+        EventTag.REAUTH_SUCCESS,
+        current.account.id,
+        device_id=current.device.id,
+        provider=provider.slug,
+    )
+    db.session.commit()
+    flash("Thank you, that is confirmed. You can go on.", "success")
+    return redirect(safe_next(after.get("next"), url_for("accounts.home")))
 
 
 def _link_to_current(identity: UpstreamIdentity, provider, after):
@@ -200,6 +265,7 @@ def _link_to_current(identity: UpstreamIdentity, provider, after):
     if refused:
         return refused
     db.session.commit()
+    flash(f"{provider.name} is linked: you can sign in with it.", "success")
     return redirect(url_for("accounts.home"))
 
 
@@ -381,12 +447,24 @@ def finish_link():
     return redirect(safe_next(pending.get("next"), url_for("accounts.home")))
 
 
-@bp.route("/<slug>/unlink", methods=["POST"])
+@bp.route("/<slug>/unlink", methods=["GET", "POST"])
 @login_required
 def unlink(slug):
+    """GET asks first; POST removes the link."""
     current = load_current_session()
+    if request.method == "GET":
+        provider, _ = _clients().get(slug[:64])
+        if not is_linked(current.account, slug[:64]):
+            return redirect(url_for("accounts.home"))
+        return render_template(
+            "federation/confirm_unlink.html",
+            form=UnlinkForm(),
+            slug=slug[:64],
+            name=provider.name if provider else "this sign-in provider",
+            has_password=current.account.password_hash is not None,
+        )
     if not UnlinkForm().validate_on_submit():
-        return _failure("Form expired", "Please go back and try again.", 400)
+        return form_expired()
     try:
         removed = unlink_identity(current.account, slug[:64])
     except LastSignInMethod:
@@ -405,6 +483,9 @@ def unlink(slug):
             provider=slug[:64],
         )
     db.session.commit()
+    provider, _ = _clients().get(slug[:64])
+    name = provider.name if provider else "The provider"
+    flash(f"{name} is unlinked.", "success")
     return redirect(url_for("accounts.home"))
 
 
@@ -433,7 +514,11 @@ def backchannel_logout(slug):
         return _no_store(jsonify(error="temporarily_unavailable"), 503)
     for account_id, sid in end_upstream_sessions(provider, claims):
         record_request_event(
-            EventTag.UPSTREAM_LOGOUT, account_id, provider=slug, sid=sid
+            EventTag.UPSTREAM_LOGOUT,
+            account_id,
+            provider=slug,
+            provider_name=provider.name,
+            sid=sid,
         )
     db.session.commit()
     return _no_store(current_app.response_class(status=200), 200)

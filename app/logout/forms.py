@@ -1,8 +1,9 @@
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, SubmitField
 
+from app.forms import Form
 
-class EndSessionForm(FlaskForm):
+
+class EndSessionForm(Form):
     """The "sign out?" question. The hidden fields are checked again on
     submit: they are the browser's word, not ours."""
 

@@ -22,6 +22,7 @@ from app.logout.services import (
     LogoutRequest,
     check_logout_request,
 )
+from app.models import SessionEnd
 from app.oauth.metadata import advertised_as
 from app.security.sessions import (
     end_current_session,
@@ -134,13 +135,17 @@ def confirm_end_session():
 
 def _end(logout: LogoutRequest) -> None:
     """End this browser's session (which queues the back-channel notices)."""
-    ended = end_current_session()
+    client = logout.client
+    ended = end_current_session(
+        SessionEnd.RP_LOGOUT, client.client_id if client else None
+    )
     if ended is not None:
         record_request_event(
             EventTag.LOGOUT,
             ended.account_id,
             device_id=ended.device_id,
-            client_id=logout.client.client_id if logout.client else None,
+            client_id=client.client_id if client else None,
+            client_name=client.name if client else None,
             via="end_session_endpoint",
         )
     db.session.commit()

@@ -3,7 +3,7 @@
 from app.models.account import Account, AccountStatus
 from app.models.account_token import AccountLink, LinkPurpose, RecoveryCode
 from app.models.client import Client
-from app.models.device import BrowserSession, Device
+from app.models.device import BrowserSession, Device, SessionEnd
 from app.models.device_code import DeviceCode, DeviceCodeStatus
 from app.models.event import SecurityEvent
 from app.models.grant import AuthorizationCode, Consent, Grant, RefreshToken
@@ -31,6 +31,7 @@ __all__ = [
     "RefreshToken",
     "RevokedAccessToken",
     "SecurityEvent",
+    "SessionEnd",
     "SigningKey",
     "SigningKeyState",
 ]

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
-from sqlalchemy import JSON, Boolean, String
+from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -72,6 +72,9 @@ class Client(db.Model, ClientMixin):
     backchannel_logout_uri: Mapped[str | None] = mapped_column(
         String(2000), nullable=True
     )
+    # Seconds in which a retry of the refresh token just rotated gets the same
+    # successor again (app/oauth/refresh.py); None: LATCHKEY_REFRESH_GRACE_SECONDS.
+    refresh_grace_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

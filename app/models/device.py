@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -34,12 +34,31 @@ class Device(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class SessionEnd:
+    """Why a browser session ended (sessions.end_cause)."""
+
+    LOGOUT = "logout"  # the person signed out here (/logout)
+    RP_LOGOUT = "rp_logout"  # RP-Initiated Logout at /logout/end
+    EXPIRED = "expired"  # its lifetime ran out (the expiry sweep)
+    DEVICE_SIGNED_OUT = "device_signed_out"
+    UPSTREAM_LOGOUT = "upstream_logout"  # the upstream provider's back-channel
+    REPLACED = "replaced"  # a new sign-in in the same browser
+    ACCOUNT_SIGNED_OUT = "account_signed_out"  # found cut off by generation
+
+
 class BrowserSession(db.Model):
     """The signed-in state of one browser; the cookie holds a random id."""
 
     __tablename__ = "sessions"
     __table_args__ = (
         Index("ix_sessions_upstream", "upstream_provider", "upstream_subject"),
+        # The expiry sweep reads only sessions not yet marked ended.
+        Index(
+            "ix_sessions_unended_expiry",
+            "expires_at",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
     )
 
     # SHA-256 of the cookie value; the cookie itself is never stored.
@@ -59,6 +78,10 @@ class BrowserSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Why it ended (SessionEnd) and, for an RP-initiated logout, which client
+    # asked: shown on the devices page and in the security history.
+    end_cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ended_by_client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # For a federated sign-in: the upstream session it rode on, so that the
     # provider's back-channel logout can end it.
     upstream_provider: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -2,7 +2,15 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -23,6 +31,10 @@ class Grant(db.Model):
         ForeignKey("devices.id", ondelete="CASCADE"), index=True
     )
     session_sid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Made in a browser session without offline_access: live only while the
+    # session named by session_sid is (OIDC Core §11, Back-Channel Logout
+    # §2.7). An offline_access grant outlives its session, not its device.
+    session_bound: Mapped[bool] = mapped_column(Boolean, default=False)
     scope: Mapped[str] = mapped_column(Text, default="")
     account_generation: Mapped[int] = mapped_column(Integer)
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,7 +1,8 @@
-from flask_wtf import FlaskForm
 from wtforms import SubmitField
 
+from app.forms import Form
 
-class ConsentForm(FlaskForm):
+
+class ConsentForm(Form):
     approve = SubmitField("Allow")
     deny = SubmitField("Deny")

@@ -7,10 +7,10 @@ visible to the very next request in any process. No cache can lie.
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Account, Client, Device, Grant, RefreshToken, RevokedAccessToken
+from app.models import Client, Grant, RefreshToken, RevokedAccessToken
 from app.models.base import utcnow
 from app.oauth.keys import InvalidJWT, KeyRing
-from app.revocation.services import grant_is_live
+from app.revocation.services import grant_is_live, grant_rows
 from app.security.tokens import hash_token
 
 
@@ -44,14 +44,14 @@ class TokenInspector:
         # process a moment ago fails here, at no extra round trip.
         version = self.keys.version_column()
         if "gid" in claims:
+            # The grant's session comes in the same statement (by its unique
+            # sid): a session-bound grant dies with its session.
             row = db.session.execute(
-                select(Grant, Account, Device, RevokedAccessToken.jti, version)
-                .join(Account, Account.id == Grant.account_id)
-                .join(Device, Device.id == Grant.device_id)
+                grant_rows(RevokedAccessToken.jti, version)
                 .outerjoin(RevokedAccessToken, revoked)
                 .where(Grant.id == str(claims["gid"]))
             ).first()
-            if row is None or row[3] is not None or not grant_is_live(*row[:3]):
+            if row is None or row[4] is not None or not grant_is_live(*row[:4]):
                 return None
         else:
             row = db.session.execute(
@@ -71,16 +71,16 @@ class TokenInspector:
         if not token or len(token) > 200:
             return None
         row = db.session.execute(
-            select(RefreshToken, Grant, Account, Device)
-            .join(Grant, Grant.id == RefreshToken.grant_id)
-            .join(Account, Account.id == Grant.account_id)
-            .join(Device, Device.id == Grant.device_id)
+            grant_rows(RefreshToken)
+            .join(RefreshToken, RefreshToken.grant_id == Grant.id)
             .where(RefreshToken.token_hash == hash_token(token))
         ).first()
         if row is None:
             return None
-        refresh, grant, account, device = row
-        if refresh.seq != grant.live_seq or not grant_is_live(grant, account, device):
+        grant, account, device, session, refresh = row
+        if refresh.seq != grant.live_seq or not grant_is_live(
+            grant, account, device, session
+        ):
             return None
         return refresh, grant
 

@@ -1,22 +1,41 @@
-"""Refresh-token rotation with reuse detection (RFC 9700 §4.14.2).
+"""Refresh-token rotation with reuse detection (RFC 9700 §4.14.2) and
+idempotent retries.
 
 The live token of a grant is the one whose ``seq`` equals ``grant.live_seq``.
 Rotation is a conditional UPDATE on that column, so across processes only
 one request can rotate a given token; the database, not a Python lock, keeps
 "at most one live refresh token per grant" true.
+
+A successor is not random: it is HMAC-SHA256 of the presented token under a
+key derived from the KEK (never stored). So a retry of the token just
+rotated, within the client's grace window, is answered with the very same
+successor, computed again rather than stored: two tabs refreshing at once,
+or a retry racing its lost original, both hold the one live token, and the
+database still holds hashes only.
 """
 
-from datetime import timedelta
+import base64
+import hashlib
+import hmac
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
-from app.models import Account, Client, Device, Grant, RefreshToken
+from app.models import Account, BrowserSession, Client, Grant, RefreshToken
 from app.models.base import utcnow
 from app.oauth.tokens import Subject
-from app.revocation.services import grant_is_live, revoke_grant
-from app.security.tokens import hash_token, new_token
+from app.revocation.services import (
+    grant_is_live,
+    grant_rows,
+    revoke_grant,
+    sid_for_tokens,
+)
+from app.security.tokens import hash_token
+
+# HKDF info label of the successor key (app.security.crypto.derive_key).
+SUCCESSOR_KEY_PURPOSE = "latchkey/refresh-token-successor/v1"
 
 
 class RefreshRejected(Exception):
@@ -24,68 +43,86 @@ class RefreshRejected(Exception):
 
 
 class RefreshRotation:
-    def __init__(self, grace_seconds: int, idle_lifetime: int, absolute_lifetime: int):
-        self.grace = timedelta(seconds=grace_seconds)
+    """Rotates refresh tokens. ``successor_key`` is the HMAC key (derived
+    from the KEK); ``default_grace`` applies to clients that set none."""
+
+    def __init__(
+        self,
+        successor_key: bytes,
+        default_grace: int,
+        idle_lifetime: int,
+        absolute_lifetime: int,
+    ):
+        self._key = successor_key
+        self.default_grace = default_grace
         self.idle = timedelta(seconds=idle_lifetime)
         self.absolute = timedelta(seconds=absolute_lifetime)
 
-    def rotate(self, value: str, client: Client, ip="", ua="") -> Subject:
-        """Exchange ``value`` for a successor; returns the Subject to issue for.
+    def successor(self, value: str) -> str:
+        """The one successor of refresh token ``value``: 256 bits of
+        HMAC-SHA256, URL-safe base64 like every other token (43 chars)."""
+        mac = hmac.new(self._key, value.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-        Raises RefreshRejected. On reuse the grant is revoked and committed
-        before raising. On success the caller commits.
+    def grace_for(self, client: Client) -> timedelta:
+        seconds = client.refresh_grace_seconds
+        return timedelta(seconds=self.default_grace if seconds is None else seconds)
+
+    def rotate(self, value: str, client: Client, ip="", ua="") -> Subject:
+        """Exchange ``value`` for its successor; returns the Subject to issue for.
+
+        Raises RefreshRejected (the caller answers invalid_grant, RFC 6749
+        §5.2, saying nothing of why). On reuse the grant is revoked and
+        committed before raising. On success the caller commits.
         """
         if not value or len(value) > 200:
             raise RefreshRejected("malformed")
         row = db.session.execute(
-            select(RefreshToken, Grant, Account, Device)
-            .join(Grant, Grant.id == RefreshToken.grant_id)
-            .join(Account, Account.id == Grant.account_id)
-            .join(Device, Device.id == Grant.device_id)
+            grant_rows(RefreshToken)
+            .join(RefreshToken, RefreshToken.grant_id == Grant.id)
             .where(RefreshToken.token_hash == hash_token(value))
         ).first()
         if row is None:
             raise RefreshRejected("unknown")
-        token, grant, account, device = row
+        grant, account, device, session, token = row
         if grant.client_id != client.client_id:
             raise RefreshRejected("issued to another client")
         now = utcnow()
-        if not grant_is_live(grant, account, device):
-            raise RefreshRejected("grant revoked")
+        if not grant_is_live(grant, account, device, session, now):
+            # Revoked, cut off, or its session ended: nothing to detect.
+            raise RefreshRejected("grant not live")
         if (
             now - grant.created_at > self.absolute
             or now - grant.last_refresh_at > self.idle
         ):
             raise RefreshRejected("expired")
-
+        successor = self.successor(value)
         if token.seq == grant.live_seq:
-            successor = self._advance(
-                grant,
-                expect_live=token.seq,
-                parent=token.seq,
-                now=now,
-                reset_clock=True,
-            )
-            if successor:
-                return self._subject(grant, account, successor)
+            if self._advance(grant, token.seq, successor, now):
+                return self._subject(grant, account, session, successor)
+            # Another request rotated it first; see what it left.
             db.session.refresh(grant)
-        if (
-            self.grace.total_seconds() > 0
+        if self._is_retry(grant, token, client, now):
+            # The successor of this token is the live one: hand it out again
+            # (with a fresh access token), replacing nothing.
+            return self._subject(grant, account, session, successor)
+        self._reused(grant, account, client, ip, ua)
+        raise RefreshRejected("reused")
+
+    def _is_retry(
+        self, grant: Grant, token: RefreshToken, client: Client, now: datetime
+    ) -> bool:
+        # Only the token just rotated, only while its successor is the live
+        # token, only within the client's window; anything else is reuse.
+        grace = self.grace_for(client)
+        return (
+            grace.total_seconds() > 0
+            and grant.revoked_at is None
             and token.seq == grant.live_parent_seq
-            and now - grant.last_refresh_at <= self.grace
-        ):
-            # The client lost the response to its last rotation and retries:
-            # replace the successor it never saw (FAPI 2.0 §5.3.2.1).
-            successor = self._advance(
-                grant,
-                expect_live=grant.live_seq,
-                parent=token.seq,
-                now=now,
-                reset_clock=False,
-            )
-            if successor:
-                return self._subject(grant, account, successor)
-            raise RefreshRejected("concurrent rotation")
+            and now - grant.last_refresh_at <= grace
+        )
+
+    def _reused(self, grant: Grant, account: Account, client: Client, ip, ua):
         # RFC 9700 §4.14.2: a used refresh token came back, so one of its two
         # holders is an attacker; end the whole family.
         if revoke_grant(grant.id, "refresh_token_reused"):
@@ -99,19 +136,12 @@ class RefreshRotation:
                 grant_id=grant.id,
             )
         db.session.commit()
-        raise RefreshRejected("reused")
 
-    def _advance(
-        self, grant: Grant, expect_live: int, parent: int, now, reset_clock: bool
-    ) -> str | None:
+    @staticmethod
+    def _advance(grant: Grant, expect_live: int, successor: str, now) -> bool:
+        """Make ``successor`` the live token if ``expect_live`` still is;
+        of concurrent callers exactly one gets True."""
         new_seq = grant.seq_counter + 1
-        values = {
-            "live_seq": new_seq,
-            "live_parent_seq": parent,
-            "seq_counter": new_seq,
-        }
-        if reset_clock:
-            values["last_refresh_at"] = now
         result = db.session.execute(
             update(Grant)
             .where(
@@ -120,28 +150,38 @@ class RefreshRotation:
                 Grant.seq_counter == grant.seq_counter,
                 Grant.revoked_at.is_(None),
             )
-            .values(**values)
+            .values(
+                live_seq=new_seq,
+                live_parent_seq=expect_live,
+                seq_counter=new_seq,
+                last_refresh_at=now,
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:
-            return None
-        value = new_token()
+            return False
         db.session.add(
             RefreshToken(
-                token_hash=hash_token(value),
+                token_hash=hash_token(successor),
                 grant_id=grant.id,
                 seq=new_seq,
                 created_at=now,
             )
         )
-        return value
+        return True
 
     @staticmethod
-    def _subject(grant: Grant, account: Account, refresh_value: str) -> Subject:
+    def _subject(
+        grant: Grant,
+        account: Account,
+        session: BrowserSession | None,
+        refresh_value: str,
+    ) -> Subject:
         return Subject(
             account=account,
             device_id=grant.device_id,
-            session_sid=grant.session_sid,
+            # A refreshed token never names a session that has ended.
+            session_sid=sid_for_tokens(grant, session, account),
             auth_time=grant.auth_time,
             amr=list(grant.amr or []),
             acr=grant.acr,

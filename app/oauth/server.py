@@ -7,12 +7,14 @@ and what is live is in our services (tokens.py, refresh.py, revocation).
 from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.base import OAuth2Error, invalid_error_characters
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -24,7 +26,13 @@ from sqlalchemy import select, update
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.metrics import TOKENS_ISSUED
-from app.models import Account, AccountStatus, AuthorizationCode, Client
+from app.models import (
+    Account,
+    AccountStatus,
+    AuthorizationCode,
+    BrowserSession,
+    Client,
+)
 from app.models.base import utcnow
 from app.oauth.client_auth import only_presented
 from app.oauth.device_flow import (
@@ -32,8 +40,8 @@ from app.oauth.device_flow import (
     PollingDeviceCodeGrant,
 )
 from app.oauth.refresh import RefreshRejected, RefreshRotation
-from app.oauth.tokens import Subject, TokenIssuer
-from app.revocation.services import revoke_grant
+from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
+from app.revocation.services import revoke_grant, session_is_live
 from app.security.tokens import hash_token, new_token
 
 SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
@@ -92,6 +100,65 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
                 status_code=401, description="Client authentication failed."
             ) from exc
 
+    def validate_requested_scope(self, scope):
+        """Authlib's check that every scope is one we serve, after the
+        syntax: RFC 6749 §3.3, ``scope = scope-token *( SP scope-token )``
+        with ``scope-token = 1*NQCHAR``. An empty value is an omitted one
+        (§3.1); a value of spaces only names no scope and is invalid_scope,
+        not a request for the default."""
+        if scope and not scope.strip():
+            raise InvalidScopeError("The scope names no scope.")
+        super().validate_requested_scope(scope)
+
+    def get_consent_grant(self, request=None, end_user=None):
+        """Authlib's validation of an authorization request; an error for
+        any character in any parameter, never a 500.
+
+        Authlib builds some error descriptions from what was sent (an
+        unregistered ``redirect_uri``, for one) and refuses, with a
+        ValueError, to build one holding a character RFC 6749 §4.1.2.1
+        forbids there (outside %x20-21 / %x23-5B / %x5D-7E). Such a request
+        is invalid_request, told on our own page: the parameter that held
+        the character is not known to be a registered redirect URI.
+        """
+        try:
+            return super().get_consent_grant(request, end_user=end_user)
+        except ValueError as exc:
+            if not _refused_error_description(exc):
+                raise
+            raise InvalidRequestError(
+                "A parameter holds characters that are not allowed."
+            ) from exc
+
+    def get_authorization_grant(self, request):
+        """Authlib's grant for this response_type, or unsupported_response_type.
+
+        Authlib puts an unknown response_type into its error description,
+        whose characters RFC 6749 §4.1.2.1 limits to %x20-21 / %x23-5B /
+        %x5D-7E, and refuses (a ValueError, so a 500) to build an error
+        holding any other. A value with such a character names no response
+        type, so it gets the same error, told without echoing it.
+        """
+        response_type = request.payload.response_type or ""
+        if invalid_error_characters(response_type):
+            raise UnsupportedResponseTypeError(
+                "",
+                "The response type is not supported.",
+                redirect_uri=self._redirect_uri_for_error(request),
+            )
+        return super().get_authorization_grant(request)
+
+    def _redirect_uri_for_error(self, request) -> str | None:
+        # RFC 6749 §4.1.2.1: redirect an error only to a URI the client
+        # registered; otherwise the person is told on our own page.
+        client = self.query_client(request.payload.client_id)
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if not requested:
+            return client.get_default_redirect_uri()
+        return requested if client.check_redirect_uri(requested) else None
+
     def generate_token(
         self,
         grant_type,
@@ -116,6 +183,14 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         token = self.issuer_service.token_response(client, scope, user)
         TOKENS_ISSUED.labels(grant_type).inc()
         return token
+
+
+def _refused_error_description(exc: ValueError) -> bool:
+    """Whether ``exc`` is Authlib's OAuth2Error refusing its description."""
+    tb = exc.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code is OAuth2Error.__init__.__code__
 
 
 def _query_client(client_id):
@@ -332,15 +407,33 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         ):
             db.session.commit()  # the code stays spent
             return None
+        session_sid = self._live_sid(authorization_code, account)
+        if session_sid is False:
+            db.session.commit()  # the sign-in it came from has ended
+            return None
         return Subject(
             account=account,
             device_id=authorization_code.device_id,
-            session_sid=authorization_code.session_sid,
+            session_sid=session_sid,
             auth_time=authorization_code.auth_time,
             amr=list(authorization_code.amr or []),
             acr=authorization_code.acr,
             nonce=authorization_code.nonce,
         )
+
+    def _live_sid(self, code: AuthorizationCode, account: Account):
+        """The code's session id if that session is still signed in; None if
+        it ended but the grant may outlive it (offline_access); False if
+        the grant would be bound to a session that has already ended."""
+        if not code.session_sid:
+            return None
+        session = db.session.execute(
+            select(BrowserSession).where(BrowserSession.sid == code.session_sid)
+        ).scalar_one_or_none()
+        if session_is_live(session, account):
+            return code.session_sid
+        scope = self.request.client.get_allowed_scope(code.scope)
+        return False if is_session_bound(code.session_sid, scope) else None
 
     def delete_authorization_code(self, authorization_code):
         """Spent codes are kept (used_at set) so that a replay is recognised."""

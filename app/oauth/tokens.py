@@ -40,6 +40,14 @@ class Subject:
         return self.account.id
 
 
+def is_session_bound(session_sid: str | None, scope: str) -> bool:
+    """A grant made in a browser session ends with it unless the person let
+    the client stay signed in (OIDC Core §11: offline_access asks for access
+    "even when the End-User is not logged in")."""
+    scopes = scope_to_list(scope) or []
+    return session_sid is not None and "offline_access" not in scopes
+
+
 def half_hash(value: str, alg: str) -> str:
     """OIDC Core §3.1.3.6 at_hash: left half of the hash, base64url."""
     digest = hashlib.sha256(value.encode()).digest()  # ES256 and RS256 use SHA-256
@@ -109,6 +117,7 @@ class TokenIssuer:
             client_id=client.client_id,
             device_id=subject.device_id,
             session_sid=subject.session_sid,
+            session_bound=is_session_bound(subject.session_sid, scope),
             scope=scope,
             account_generation=subject.account.generation,
             auth_time=subject.auth_time,

@@ -5,6 +5,7 @@ import json
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.core.errors import (
     ConsentRequiredError,
     InteractionRequiredError,
@@ -43,6 +44,9 @@ bp = Blueprint("oauth", __name__)
 LOGIN_ASKED = "authz_login_asked"
 CONSENT_ASKED = "authz_consent_asked"
 CONSENT_PAGES_KEPT = 5
+
+
+FORM_SERIALIZATION = "application/x-www-form-urlencoded"
 
 
 def _server():
@@ -152,6 +156,11 @@ def authorize():
     """The authorization request, by GET or form POST (OIDC Core §3.1.2.1).
     It changes nothing by itself; the person's answer goes to the
     CSRF-protected consent route."""
+    if request.method == "POST" and request.mimetype != FORM_SERIALIZATION:
+        # OIDC Core §3.1.2.1 and §13.2: a POSTed request is Form Serialized.
+        # A multipart body could carry a parameter as a file part, which
+        # would read as absent and let the request pass on defaults.
+        return _error_page(InvalidRequestError("The request must be form-urlencoded."))
     params = _authorization_params()
     current = load_current_session()
     end_user = _subject(current) if current else None

@@ -53,5 +53,7 @@ def install_dev_worker(app: Flask, poll_seconds: float = POLL_SECONDS) -> bool:
 
 
 def _work(app: Flask, poll_seconds: float) -> None:
+    from app.devices.services import sweep_expired_sessions
+
     with app.app_context():
-        run_forever(poll_seconds)
+        run_forever(poll_seconds, chores=[sweep_expired_sessions])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -324,13 +324,18 @@ def run_forever(
     poll_interval: float = 2.0,
     stop: threading.Event | None = None,
     handlers: Mapping[str, Handler] | None = None,
+    chores: Sequence[Callable[[], object]] = (),
     lease_seconds: float = LEASE_SECONDS,
 ) -> None:
-    """Call run_once every ``poll_interval`` seconds until ``stop`` is set.
-    A failed run (say, the database is away) is logged and tried again."""
+    """Call each of ``chores`` (work that queues deliveries, such as ending
+    expired sessions), then run_once, every ``poll_interval`` seconds until
+    ``stop`` is set. A failed run (say, the database is away) is logged and
+    tried again."""
     stop = stop or threading.Event()
     while not stop.is_set():
         try:
+            for chore in chores:
+                chore()
             run_once(handlers=handlers, stop=stop, lease_seconds=lease_seconds)
         except Exception:
             log.exception("outbox run failed; trying again in %s s", poll_interval)

@@ -1,14 +1,20 @@
 """Cutting credentials off, at every grain, and the one test of liveness.
 
 Every cut-off is a constant number of statements whatever the number of
-tokens: a grant row, a device row, or the account's generation counter that
-every session, grant and code is compared against. All are idempotent, none
-commits: the caller's transaction holds the cut-off and its security event
-together. A cut-off that took effect also adds one back-channel logout row
-to that transaction (app.logout.backchannel), however much it cut off.
+tokens: a grant row, a session row, a device row, or the account's
+generation counter that every session, grant and code is compared against.
+A session-bound grant (made in a browser session without offline_access)
+is live only while its session is: ending the session is one row update,
+and every liveness check reads that row by its unique ``sid``. All are
+idempotent, none commits: the caller's transaction holds the cut-off and
+its security event together. A cut-off that took effect also adds one
+back-channel logout row to that transaction (app.logout.backchannel),
+however much it cut off.
 """
 
-from sqlalchemy import select, update
+from datetime import datetime
+
+from sqlalchemy import Select, delete, select, update
 
 from app.extensions import db
 from app.logout.backchannel import (
@@ -18,17 +24,74 @@ from app.logout.backchannel import (
     queue_logout_for_grant,
     queue_logout_for_session,
 )
-from app.models import Account, AccountStatus, BrowserSession, Device, Grant
+from app.models import (
+    Account,
+    AccountStatus,
+    AuthorizationCode,
+    BrowserSession,
+    Consent,
+    Device,
+    DeviceCode,
+    DeviceCodeStatus,
+    Grant,
+    SessionEnd,
+)
 from app.models.base import utcnow
 
 
-def grant_is_live(grant: Grant, account: Account, device: Device) -> bool:
+def session_is_live(
+    session: BrowserSession | None, account: Account, now: datetime | None = None
+) -> bool:
+    """Whether ``session`` (of ``account``) is still signed in: not ended,
+    not expired, not cut off by the account's generation."""
+    return (
+        session is not None
+        and session.ended_at is None
+        and session.expires_at > (now or utcnow())
+        and session.account_generation == account.generation
+        and session.account_id == account.id
+    )
+
+
+def grant_is_live(
+    grant: Grant,
+    account: Account,
+    device: Device,
+    session: BrowserSession | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """THE liveness rule for a grant and everything minted from it: not
+    revoked, its account active and in the same generation, its device not
+    signed out and, for a session-bound grant, its session live (OIDC Core
+    §11: without offline_access, access ends with the sign-in). ``session``
+    is the row named by grant.session_sid (see grant_rows)."""
     return (
         grant.revoked_at is None
         and grant.account_generation == account.generation
         and account.status == AccountStatus.ACTIVE
         and device.revoked_at is None
+        and (not grant.session_bound or session_is_live(session, account, now))
     )
+
+
+def grant_rows(*extra) -> Select:
+    """SELECT Grant, Account, Device, BrowserSession (or None), *extra: all
+    grant_is_live needs, in one statement, each joined by primary key or
+    unique sid. Add the WHERE that picks the grant."""
+    return (
+        select(Grant, Account, Device, BrowserSession, *extra)
+        .join(Account, Account.id == Grant.account_id)
+        .join(Device, Device.id == Grant.device_id)
+        .outerjoin(BrowserSession, BrowserSession.sid == Grant.session_sid)
+    )
+
+
+def sid_for_tokens(grant: Grant, session: BrowserSession | None, account) -> str | None:
+    """The ``sid`` a token minted now from ``grant`` may carry: its session's,
+    only while that session is live (an offline_access grant outlives it)."""
+    if grant.session_sid and session_is_live(session, account):
+        return grant.session_sid
+    return None
 
 
 def revoke_grant(grant_id: str, reason: str) -> bool:
@@ -45,20 +108,57 @@ def revoke_grant(grant_id: str, reason: str) -> bool:
     return True
 
 
-def end_session(sid: str) -> bool:
-    """End one browser session (RP-initiated logout, sign-out). True if it
-    was live."""
+def end_session(sid: str, cause: str, client_id: str | None = None) -> bool:
+    """End one browser session, and with it every session-bound grant made
+    in it (one row, however many grants). ``cause`` is a SessionEnd value;
+    ``client_id`` the client that asked (RP-initiated logout). True if this
+    call ended it; an already ended session is left as it is."""
     # RETURNING names the account for the logout notice in the same statement.
     account_id = db.session.execute(
         update(BrowserSession)
         .where(BrowserSession.sid == sid, BrowserSession.ended_at.is_(None))
-        .values(ended_at=utcnow())
+        .values(ended_at=utcnow(), end_cause=cause, ended_by_client_id=client_id)
         .returning(BrowserSession.account_id)
     ).scalar_one_or_none()
     if account_id is None:
         return False
     queue_logout_for_session(sid, account_id)
     return True
+
+
+def end_expired_sessions(now: datetime, limit: int) -> list[BrowserSession]:
+    """Mark up to ``limit`` sessions whose lifetime ran out as ended, so
+    that their relying parties hear of it (Back-Channel Logout §2.7: the
+    tokens themselves are already dead by grant_is_live). No commit.
+
+    Returns the sessions that were still signed in when they expired; those
+    already cut off by their account's generation are marked silently
+    (that cut-off queued its own notice).
+    """
+    rows = db.session.execute(
+        select(BrowserSession, Account.generation, Account.status)
+        .join(Account, Account.id == BrowserSession.account_id)
+        .where(BrowserSession.ended_at.is_(None), BrowserSession.expires_at <= now)
+        .order_by(BrowserSession.expires_at)
+        .limit(limit)
+    ).all()
+    expired = []
+    for session, generation, status in rows:
+        live = (
+            session.account_generation == generation and status == AccountStatus.ACTIVE
+        )
+        cause = SessionEnd.EXPIRED if live else SessionEnd.ACCOUNT_SIGNED_OUT
+        # Conditional on ended_at, so two sweeping workers end it once.
+        ended = db.session.execute(
+            update(BrowserSession)
+            .where(BrowserSession.sid == session.sid, BrowserSession.ended_at.is_(None))
+            .values(ended_at=session.expires_at, end_cause=cause)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if ended == 1 and live:
+            queue_logout_for_session(session.sid, session.account_id)
+            expired.append(session)
+    return expired
 
 
 def sign_out_device(account_id: str, device_id: str) -> bool:
@@ -79,7 +179,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
     db.session.execute(
         update(BrowserSession)
         .where(BrowserSession.device_id == device_id, BrowserSession.ended_at.is_(None))
-        .values(ended_at=now)
+        .values(ended_at=now, end_cause=SessionEnd.DEVICE_SIGNED_OUT)
     )
     queue_logout_for_device(device_id)
     return True
@@ -118,3 +218,56 @@ def sign_out_everyone() -> int:
     )
     queue_logout_for_everyone()
     return result.rowcount
+
+
+def revoke_client_access(account_id: str, client_id: str) -> int:
+    """Withdraw everything ``account_id`` gave the client ``client_id`` at
+    once ("Remove access"): the remembered consent (so the next request
+    asks again), every live grant with its refresh-token family and access
+    tokens, codes not yet exchanged and device codes approved but not yet
+    collected. One statement per table, by indexed columns; a back-channel
+    logout row per revoked grant. No commit.
+
+    Returns how many grants were revoked.
+    """
+    now = utcnow()
+    db.session.execute(
+        delete(Consent).where(
+            Consent.account_id == account_id, Consent.client_id == client_id
+        )
+    )
+    revoked = (
+        db.session.execute(
+            update(Grant)
+            .where(
+                Grant.account_id == account_id,
+                Grant.client_id == client_id,
+                Grant.revoked_at.is_(None),
+            )
+            .values(revoked_at=now, revoke_reason="access_removed")
+            .returning(Grant.id)
+        )
+        .scalars()
+        .all()
+    )
+    # RFC 6749 §4.1.2: a code is only as good as the authorization behind it.
+    db.session.execute(
+        delete(AuthorizationCode).where(
+            AuthorizationCode.account_id == account_id,
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.used_at.is_(None),
+        )
+    )
+    # RFC 8628 §3.5: the polling device is told access_denied.
+    db.session.execute(
+        update(DeviceCode)
+        .where(
+            DeviceCode.account_id == account_id,
+            DeviceCode.client_id == client_id,
+            DeviceCode.status == DeviceCodeStatus.APPROVED,
+        )
+        .values(status=DeviceCodeStatus.DENIED)
+    )
+    for grant_id in revoked:
+        queue_logout_for_grant(grant_id)
+    return len(revoked)

@@ -228,8 +228,12 @@ def typed_email_key(field: str = "email") -> str:
     store it, hashed: the same key whether or not an account has it, so a
     limit tells nothing about which accounts exist, and no address sits in
     Redis in the clear."""
-    typed = request.form.get(field, "").strip().lower()[:320]
-    return hash_token(typed)[:32]
+    return address_key(request.form.get(field, ""))
+
+
+def address_key(address: str) -> str:
+    """An email address as a limit key: trimmed, lower-cased, hashed."""
+    return hash_token(address.strip().lower()[:320])[:32]
 
 
 # Machine endpoints that no limit decorates. Flask-Limiter would still

@@ -31,6 +31,10 @@ def password_confirmed(
     passwords = current_app.extensions["latchkey"].passwords
     if passwords.verify(current.account.password_hash, password or ""):
         return True
+    if current.account.password_hash is None and not password:
+        # SSO only, nothing typed: not a guess, just the page asking to
+        # re-prove it upstream (reauth_views); no event, still a refusal.
+        return False
     record_request_event(
         EventTag.REAUTH_FAILURE,
         current.account.id,
@@ -39,6 +43,22 @@ def password_confirmed(
     )
     db.session.commit()
     return False
+
+
+def reauth_error(current: CurrentSession) -> str:
+    """What to tell a person whose re-authentication was refused."""
+    if current.account.password_hash is None:
+        return "Confirm it is you first, then try again."
+    return "That password is not right."
+
+
+def mark_reauthenticated(current: CurrentSession, amr: list[str]) -> None:
+    """The person just proved it is them again (password, second factor or
+    a fresh upstream sign-in): the session counts as a new sign-in from now
+    (OIDC Core §2: auth_time is when the person last authenticated), with
+    the methods used added to its ``amr``. The caller commits."""
+    current.session.auth_time = utcnow()
+    current.session.amr = sorted(set(current.session.amr or []) | set(amr))
 
 
 def confirmed(current: CurrentSession, password: str | None, action: str) -> bool:

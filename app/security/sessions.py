@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from functools import wraps
 from urllib.parse import urlencode, urlparse
 
-from flask import current_app, g, redirect, request, url_for
+from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Account, AccountStatus, BrowserSession, Device
+from app.models import Account, AccountStatus, BrowserSession, Device, SessionEnd
 from app.models.base import utcnow
 from app.revocation.services import end_session
 from app.security.tokens import hash_token, new_token
@@ -185,34 +185,61 @@ def start_session(
     acr="0",
     upstream: dict | None = None,
 ):
-    """Create a session row and queue its cookie. The caller commits.
+    """Create a session row, or renew this browser's, and queue its new
+    cookie, with a new CSRF token. The caller commits.
 
-    ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to the
-    provider's session for its back-channel logout.
+    The same person signing in again on the same device (prompt=login,
+    max_age) renews the session in place: a new cookie (no fixation), a new
+    auth_time and lifetime, the same ``sid``, so the apps holding grants
+    bound to it stay signed in. Anyone else's sign-in ends it first.
+    ``upstream`` ({"provider", "sub", "sid"}) ties a federated sign-in to
+    the provider's session for its back-channel logout.
     """
-    end_current_session()
+    rotate_csrf_token()
     cookie = new_token()
     now = utcnow()
     lifetime = current_app.config["LATCHKEY"].session_lifetime
-    sess = BrowserSession(
-        id_hash=hash_token(cookie),
-        account_id=account.id,
-        device_id=device.id,
-        account_generation=account.generation,
-        auth_time=now,
-        amr=amr,
-        acr=acr,
-        created_at=now,
-        expires_at=now + timedelta(seconds=lifetime),
-    )
-    if upstream:
-        sess.upstream_provider = upstream["provider"]
-        sess.upstream_subject = upstream["sub"]
-        sess.upstream_sid = upstream.get("sid")
-    db.session.add(sess)
+    current = load_current_session()
+    if current and (current.account.id, current.device.id) == (account.id, device.id):
+        sess = current.session
+        sess.id_hash = hash_token(cookie)
+    else:
+        end_current_session(SessionEnd.REPLACED)
+        sess = BrowserSession(
+            id_hash=hash_token(cookie),
+            account_id=account.id,
+            device_id=device.id,
+            account_generation=account.generation,
+            created_at=now,
+        )
+        db.session.add(sess)
+    sess.auth_time = now
+    sess.amr = amr
+    sess.acr = acr
+    sess.expires_at = now + timedelta(seconds=lifetime)
+    upstream = upstream or {}
+    sess.upstream_provider = upstream.get("provider")
+    sess.upstream_subject = upstream.get("sub")
+    sess.upstream_sid = upstream.get("sid")
     _queue_cookie(session_cookie_name(), cookie, lifetime)
     g.current = CurrentSession(sess, account, device)
     return sess
+
+
+def rotate_csrf_token() -> None:
+    """Retire this browser's CSRF token: a page rendered after this call
+    carries a new one, and a form from before it is refused.
+
+    Flask-WTF keeps the raw token in the Flask session (and, once made,
+    in ``g`` for the rest of the request), both under the field name. A
+    token seen while signed out (a shared computer, a page an attacker
+    planted) must not be good for forms of the signed-in session it gets
+    to, nor the reverse (OWASP session management: renew what the session
+    ties to on every change of privilege).
+    """
+    name = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    session.pop(name, None)
+    g.pop(name, None)
 
 
 def forget_session_cookie() -> None:
@@ -222,15 +249,21 @@ def forget_session_cookie() -> None:
     g.current = None
 
 
-def end_current_session() -> BrowserSession | None:
-    """End this browser's session, if any, and clear its cookie."""
+def end_current_session(
+    cause: str = SessionEnd.LOGOUT, client_id: str | None = None
+) -> BrowserSession | None:
+    """End this browser's session, if any, clear its cookie and retire the
+    CSRF token that went with it; the session-bound grants made in it end
+    with it. ``cause`` is a SessionEnd value, ``client_id`` the client that
+    asked for it (RP logout)."""
     current = load_current_session()
+    rotate_csrf_token()
     if request.cookies.get(session_cookie_name()):
         _queue_cookie(session_cookie_name(), None, 0)
     g.current = None
     if current is None:
         return None
-    end_session(current.session.sid)
+    end_session(current.session.sid, cause, client_id)
     return current.session
 
 

@@ -108,3 +108,37 @@ def test_account_page_links_to_security_pages(app, person):
     assert 'href="/account/2fa"' in home
     assert 'href="/account/deactivate"' in home
     assert "Two-factor authentication: <strong>off</strong>" in home
+
+
+def test_every_event_tag_has_a_plain_words_label_on_the_page(app, person):
+    """Each tag of the EventTag enum shows on the history page in words
+    from the labels table, never as the raw tag."""
+    from app.events.history import LABELS
+
+    assert set(EventTag) <= set(LABELS), set(EventTag) - set(LABELS)
+    for days_ago, tag in enumerate(EventTag):
+        _add_event(app, person.id, tag, days_ago=days_ago / 1000, provider="upstream")
+    web = Web(app)
+    sign_in(web, person)
+    rows = {row[0]: row[1] for row in _rows(web.get("/account/security").text)}
+    for tag in EventTag:
+        label = rows[str(tag)]
+        assert label, tag
+        assert label != "Other security change", (tag, label)
+        # No machine words: no area:subject:action tag, no provider slug.
+        assert not re.search(r"\w+:\w+", label), (tag, label)
+        assert not re.search(r"\bupstream\b", label), (tag, label)
+
+
+def test_an_unknown_tag_is_not_shown_raw(app, person):
+    with app.app_context():
+        from app.models import SecurityEvent
+
+        db.session.add(SecurityEvent(account_id=person.id, tag="x:new:thing"))
+        db.session.commit()
+        db.session.remove()
+    web = Web(app)
+    sign_in(web, person)
+    page = web.get("/account/security").text
+    assert "x:new:thing</td>" not in page
+    assert "Other security change" in page

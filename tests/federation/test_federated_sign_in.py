@@ -97,7 +97,7 @@ def test_first_sign_in_creates_an_sso_only_account(
     assert home.status_code == 200
     assert f'id="account-email">{up_person.email}<' in home.text
     assert f'data-provider="{SLUG}"' in home.text
-    assert "<li>Password</li>" not in home.text  # SSO-only: no password
+    assert 'id="method-password"' not in home.text  # SSO-only: no password
 
     account = account_by_email(app, up_person.email)
     assert account is not None
@@ -190,7 +190,7 @@ def test_existing_email_is_never_linked_silently(
     assert browser.cookies.get("lk_session")
     home = follow(browser, right)
     assert f'id="account-email">{owner.email}<' in home.text
-    assert "<li>Password</li>" in home.text
+    assert 'id="method-password"' in home.text
     assert f'data-provider="{SLUG}"' in home.text
     assert identities(app, owner.id) == [(SLUG, up_person.id)]
     assert counts(app) == (before[0], before[1] + 1)  # linked, nothing created
@@ -310,8 +310,14 @@ def test_unlink_needs_csrf_and_a_password_account_can_unlink(
     assert identities(app, owner.id) == [(SLUG, up_person.id)]
     assert events(app, UNLINKED) == []
 
+    # The account page links to a page that asks first; asking changes nothing.
     home = _home(browser, base_url)
-    response = _unlink(browser, base_url, csrf_token(home.text))
+    assert f'href="/federation/{SLUG}/unlink"' in home.text
+    asked = browser.get(f"{base_url}/federation/{SLUG}/unlink", timeout=TIMEOUT)
+    assert asked.status_code == 200
+    assert f"Unlink {PROVIDER_NAME}?" in asked.text
+    assert identities(app, owner.id) == [(SLUG, up_person.id)]
+    response = _unlink(browser, base_url, csrf_token(asked.text))
     assert response.status_code == 302
     assert response.headers["Location"] == "/account"
     assert identities(app, owner.id) == []
@@ -319,6 +325,7 @@ def test_unlink_needs_csrf_and_a_password_account_can_unlink(
     assert unlinked["account_id"] == owner.id
     assert unlinked["details"]["provider"] == SLUG
     home = follow(browser, response)
+    assert f"{PROVIDER_NAME} is unlinked." in home.text
     assert f'data-provider="{SLUG}"' not in home.text
     assert f"/federation/{SLUG}/start?link=1" in home.text
 

@@ -7,13 +7,24 @@ import time
 import requests
 from sqlalchemy import select
 
+from app.events.history import label_for
 from app.extensions import db
-from app.models import BrowserSession
+from app.models import BrowserSession, SecurityEvent
 from app.models.base import new_id
 from app.outbox.services import run_once
 from app.revocation.services import sign_out_account
 from tests.federation.helpers import SLUG, account_by_email, events, federate
+from tests.flows.backchannel_rp import RecordingRP
+from tests.flows.device_helpers import resource_server
 from tests.flows.helpers import TIMEOUT, new_browser
+from tests.flows.session_helpers import (
+    assert_alive,
+    assert_dead,
+    assert_outlives_session,
+    deliver_logouts,
+    logout_claims,
+    sign_in_twice,
+)
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 UPSTREAM_LOGOUT = "account:provider:logout"
@@ -142,3 +153,46 @@ def test_bad_logout_tokens_are_refused_and_end_nothing(
         # The real thing still works.
         assert _post(base_url, _upstream_signed(upstream, sid=sid)).status_code == 200
         assert not _signed_in(browser, base_url)
+
+
+def test_upstream_logout_ends_the_session_bound_grants_it_carried(
+    app, base_url, upstream, up_person, factories, jwks
+):
+    """Back-Channel Logout §2.7: the upstream's logout ends our session, so
+    an app's grant made in it without offline_access dies, the one with
+    offline_access lives on, and the app is told by its own logout token."""
+    recording = RecordingRP()
+    try:
+        client = factories.client(
+            name="Photo App", backchannel_logout_uri=recording.url
+        )
+        rs = resource_server(factories)
+        with new_browser() as browser:
+            federate(browser, base_url, upstream, up_person)
+            account = account_by_email(app, up_person.email)
+            grants = sign_in_twice(browser, base_url, account, client, jwks, base_url)
+            assert_alive(base_url, rs, client, grants.bound)
+
+            _upstream_sign_out(upstream, up_person.id)
+
+            assert not _signed_in(browser, base_url)
+        assert_dead(base_url, rs, client, grants.bound)
+        assert_outlives_session(base_url, rs, client, grants.offline, grants.sid)
+        deliver_logouts(app)
+        (claims,) = logout_claims(recording, jwks, base_url, client)
+        assert claims["sid"] == grants.sid
+        assert claims["sub"] == account.id
+        with app.app_context():
+            cause = db.session.execute(
+                select(BrowserSession.end_cause).where(BrowserSession.sid == grants.sid)
+            ).scalar_one()
+            (event,) = db.session.execute(
+                select(SecurityEvent).where(SecurityEvent.tag == UPSTREAM_LOGOUT)
+            ).scalars()
+            label = label_for(event)
+            db.session.remove()
+        assert cause == "upstream_logout"
+        # The person's security history says who signed them out.
+        assert label == "Signed out by Upstream SSO"
+    finally:
+        recording.stop()

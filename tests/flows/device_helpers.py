@@ -283,9 +283,19 @@ def devices_page(browser, base_url) -> requests.Response:
     return page
 
 
+def sign_out_all_page(browser, base_url) -> requests.Response:
+    """The page that asks before signing out of all devices."""
+    page = browser.get(base_url + "/account/devices/sign-out-all", timeout=TIMEOUT)
+    assert page.status_code == 200, page.text[:300]
+    return page
+
+
 def sign_out_device(browser, base_url, device_id: str) -> requests.Response:
-    """Press "Sign out this device" for ``device_id`` on /account/devices."""
-    token = csrf_token(devices_page(browser, base_url).text)
+    """Press "Sign out" for ``device_id`` on /account/devices, then confirm."""
+    asked = browser.get(
+        f"{base_url}/account/devices/{device_id}/sign-out", timeout=TIMEOUT
+    )
+    token = csrf_token(asked.text)
     return browser.post(
         f"{base_url}/account/devices/{device_id}/sign-out",
         data={"csrf_token": token},
@@ -295,8 +305,9 @@ def sign_out_device(browser, base_url, device_id: str) -> requests.Response:
 
 
 def sign_out_everywhere(browser, base_url, password=None) -> requests.Response:
-    """Press "Sign out of all devices" (with the password if given)."""
-    page = devices_page(browser, base_url)
+    """Press "Sign out of all devices", then confirm (with the password if
+    given)."""
+    page = sign_out_all_page(browser, base_url)
     data = {"csrf_token": csrf_token(page.text)}
     if password is not None:
         data["password"] = password

@@ -256,7 +256,7 @@ def test_cutting_off_twice_queues_nothing_more(
     device = _device_id(app, signed_in["sid"])
 
     assert _cut_off(app, revoke_grant, grant, "t")
-    assert _cut_off(app, end_session, signed_in["sid"])
+    assert _cut_off(app, end_session, signed_in["sid"], "logout")
     assert _cut_off(app, sign_out_device, person.id, device)
     _work(app)
     # The grant, session and device all name one session: told once.
@@ -264,7 +264,7 @@ def test_cutting_off_twice_queues_nothing_more(
     rows = _outbox_rows(app)
 
     assert not _cut_off(app, revoke_grant, grant, "t")
-    assert not _cut_off(app, end_session, signed_in["sid"])
+    assert not _cut_off(app, end_session, signed_in["sid"], "logout")
     assert not _cut_off(app, sign_out_device, person.id, device)
     assert _outbox_rows(app) == rows
 

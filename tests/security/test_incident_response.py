@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -152,7 +151,6 @@ def test_force_reset_of_10000_accounts_is_resumable_and_mails_each_once(
     ids = bulk_accounts(app, MANY)
     incident = "breach-" + secrets.token_hex(3)
     command = ("security", "force-password-reset", "--all", "--incident", incident)
-    started = time.monotonic()
 
     # An operator stops the run after three batches ...
     first = summary(cli(*command, "--max-batches", "3", "--json"))
@@ -199,7 +197,6 @@ def test_force_reset_of_10000_accounts_is_resumable_and_mails_each_once(
     assert last["accounts"] == last["emails_queued"] == 0
     assert last["complete"] is True
     assert notice_count(app, incident) == (MANY, MANY)
-    assert time.monotonic() - started < 60
 
 
 def sso_only(app, ids: list[str]) -> None:

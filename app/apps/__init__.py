@@ -1,0 +1,2 @@
+"""Apps with access: the clients a person has authorized, and taking that
+authorization back."""
