@@ -122,7 +122,11 @@ def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         # Several processes share one file in the trial and the tests.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+    # No pool_pre_ping: it costs a round trip at the start of every request.
+    # After a database restart the first statement on a stale connection
+    # fails (that one request answers 500) and SQLAlchemy then discards the
+    # whole pool, so the process recovers by itself on the next request.
+    return {"pool_size": 10, "max_overflow": 10}
 
 
 def _enable_sqlite_foreign_keys(app: Flask) -> None:
@@ -131,11 +135,15 @@ def _enable_sqlite_foreign_keys(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
 
+    synchronous = app.config["LATCHKEY"].sqlite_synchronous.upper()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL or NORMAL only, checked in load_settings (not user input).
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
 

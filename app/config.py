@@ -150,6 +150,12 @@ class Settings:
     # Cookies are per host, not per port: two providers on one host (an
     # upstream and a downstream) need different names.
     cookie_prefix: str = "lk"  # LATCHKEY_COOKIE_PREFIX
+    # SQLite only. "full" syncs the write-ahead log to disk on every commit,
+    # so a power cut loses nothing committed, but writers queue behind one
+    # fsync each (bench/README.md: refresh and revocation). "normal" syncs
+    # at checkpoints: a crash of the process still loses nothing, a power
+    # cut or OS crash may lose the last commits (a revocation or rotation).
+    sqlite_synchronous: str = "full"  # LATCHKEY_SQLITE_SYNCHRONOUS
     trusted_proxies: int = 0  # LATCHKEY_TRUSTED_PROXIES (hops setting X-Forwarded-For)
     providers_file: str = ""  # LATCHKEY_PROVIDERS_FILE (TOML or JSON)
     mail_backend: str = "files"  # LATCHKEY_MAIL_BACKEND: files | smtp
@@ -267,6 +273,9 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.ratelimit_limits = _rate_limits(env)
     s.outbox_thread = _bool(env, "LATCHKEY_OUTBOX_THREAD", mode == "development")
     s.cookie_prefix = env.get("LATCHKEY_COOKIE_PREFIX", "lk")
+    s.sqlite_synchronous = env.get("LATCHKEY_SQLITE_SYNCHRONOUS", "full").lower()
+    if s.sqlite_synchronous not in ("full", "normal"):
+        raise ConfigError("LATCHKEY_SQLITE_SYNCHRONOUS must be full or normal")
     s.trusted_proxies = _int(env, "LATCHKEY_TRUSTED_PROXIES", 0)
     if not 0 <= s.trusted_proxies <= 5:
         raise ConfigError("LATCHKEY_TRUSTED_PROXIES must be 0 to 5")

@@ -226,24 +226,35 @@ def refuse_repeated_parameters():
         raise BadRequest("A parameter was sent more than once.")
 
 
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    # Styles come only from our own stylesheet (static/latchkey.css).
+    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
+)
+
+
 def security_headers(response):
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        # Styles come only from our own stylesheet (static/latchkey.css).
-        "default-src 'self'; frame-ancestors 'none'",
-    )
+    """after_request hook: the headers every answer carries, unless the view
+    set its own."""
+    headers = response.headers
+    for name, value in SECURITY_HEADERS:
+        # Not headers.setdefault: Werkzeug's raises and catches a
+        # BadRequestKeyError for each missing header, on every request.
+        if name not in headers:
+            headers[name] = value
     if request.path in ("/login", "/authorize", "/token", "/userinfo"):
-        response.headers["Cache-Control"] = "no-store"
+        headers["Cache-Control"] = "no-store"
     settings = current_app.config["LATCHKEY"]
-    if settings.is_production and settings.issuer.startswith("https://"):
-        # RFC 6797 §6.1: browsers that met us over https never try plain
-        # http again for a year (§8.1: a header seen over http is ignored,
-        # so a proxy that ends TLS may pass it on as it is). No
-        # includeSubDomains: the operator's other hosts are not ours to pin.
-        response.headers.setdefault(
-            "Strict-Transport-Security", f"max-age={HSTS_MAX_AGE}"
-        )
+    # RFC 6797 §6.1: browsers that met us over https never try plain http
+    # again for a year (§8.1: a header seen over http is ignored, so a proxy
+    # that ends TLS may pass it on as it is). No includeSubDomains: the
+    # operator's other hosts are not ours to pin.
+    if (
+        settings.is_production
+        and settings.issuer.startswith("https://")
+        and "Strict-Transport-Security" not in headers
+    ):
+        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE}"
     return response

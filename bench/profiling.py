@@ -108,12 +108,25 @@ def _idle(frame: str) -> bool:
     )
 
 
+# A sample counts for a request when one of these frames is on its stack:
+# the WSGI call, or gunicorn writing the answer after it.
+IN_REQUEST = ("Flask.__call__ (", "handle_request (gunicorn")
+
+
+def in_request(frames: list[str]) -> bool:
+    """True for a sample taken while a worker served a request (the master
+    process and workers waiting for a connection are left out)."""
+    return any(marker in f for f in frames for marker in IN_REQUEST)
+
+
 def _short(frame: str) -> str:
     # "func (path/to/site-packages/pkg/mod.py:12)" -> "func (pkg/mod.py)"
     name, _, where = frame.partition(" (")
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", "/work/", "lib/python3.11/"):
         if marker in where:
             where = where.split(marker, 1)[1]
+            if marker == "/work/":  # a worktree's name: /work/<tree>/app/...
+                where = where.partition("/")[2]
     where = LINE_NUMBER.sub(")", where)
     return f"{name} ({where}"
 

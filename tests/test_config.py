@@ -307,3 +307,37 @@ def test_production_refuses_prepublication_shorter_than_jwks_caching(
 ):
     production_env["LATCHKEY_SIGNING_KEY_PREPUBLISH"] = "30"
     assert "LATCHKEY_SIGNING_KEY_PREPUBLISH" in _refused(production_env, tmp_path)
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 2), ("normal", 1), ("FULL", 2)])
+def test_sqlite_sync_setting_reaches_every_connection(tmp_path, setting, pragma):
+    """LATCHKEY_SQLITE_SYNCHRONOUS: FULL (2) unless set to NORMAL (1)."""
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.extensions import db
+
+    env = {
+        "LATCHKEY_ENV": "testing",
+        "LATCHKEY_DATABASE_URL": f"sqlite:///{tmp_path / 'sync.sqlite3'}",
+        "LATCHKEY_SECRET_KEY": "given-secret",
+        "LATCHKEY_KEY_ENCRYPTION_KEY": _kek(),
+    }
+    if setting is not None:
+        env["LATCHKEY_SQLITE_SYNCHRONOUS"] = setting
+    application = create_app(env)
+    with application.app_context():
+        assert db.session.execute(text("PRAGMA synchronous")).scalar() == pragma
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_sqlite_sync_setting_is_checked():
+    with pytest.raises(ConfigError, match="LATCHKEY_SQLITE_SYNCHRONOUS"):
+        load_settings(
+            {
+                "LATCHKEY_SECRET_KEY": "given-secret",
+                "LATCHKEY_KEY_ENCRYPTION_KEY": _kek(),
+                "LATCHKEY_SQLITE_SYNCHRONOUS": "off",
+            }
+        )

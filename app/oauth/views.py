@@ -26,7 +26,7 @@ from app.accounts.signin import gate_for_clients
 from app.config import JWKS_MAX_AGE
 from app.events.services import EventTag
 from app.events.web import record_request_event
-from app.extensions import csrf, db
+from app.extensions import csrf, db, without_transaction
 from app.models.base import utcnow
 from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
@@ -249,6 +249,10 @@ def consent():
 @csrf.exempt
 @token_client_limit
 def token():
+    if request.form.get("grant_type") == "client_credentials":
+        # Nothing is written for this grant (access tokens are not stored):
+        # the client lookup is its only statement.
+        without_transaction()
     return _server().create_token_response()
 
 

@@ -18,6 +18,17 @@ out not to be a failure (an atomic INCRBY -1). At every moment the counter
 is at least the number of failures done or in flight, so never more than
 the limit reach the password check.
 
+A failure limit on a hot machine endpoint (the token endpoint) can be
+*lazy*: while this process has seen no failure for a key within the
+limit's window, requests for that key skip the store entirely (no hit, no
+give-back, no rate-limit headers: three round trips to Redis saved on every
+successful request), and a failure is counted after its response. From a
+key's first failure on, the process checks it strictly as above until a
+window passes without failures. Each process therefore lets at most one
+failure per key per window (plus those already in flight) through
+unchecked: a few extra guesses at a 256-bit client secret, never a way
+round the limit.
+
 Limits are read from the settings on every request (``LATCHKEY_RATELIMIT_*``,
 see app/config.py), so each can be tuned or turned off without code.
 """
@@ -29,8 +40,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask_limiter import RequestLimit
+from limits import parse_many
 from limits.strategies import FixedWindowRateLimiter
 
 from app.extensions import limiter
@@ -42,6 +54,11 @@ log = logging.getLogger(__name__)
 # Keys of failure limits start with this, then the limit's name.
 FAILURES = "failures"
 _FAILED: dict[str, Callable[[Response], bool]] = {}
+# Lazy limits: (key prefix, limit name, key) -> monotonic time until which
+# this process checks the key strictly, because it saw the key fail.
+_FAILING: dict[tuple[str, str, str], float] = {}
+_FAILING_MAX = 10_000
+_LAZY: set[str] = set()
 
 
 def configured_limit(name: str) -> str:
@@ -57,6 +74,7 @@ def failure_limit(
     key_func: Callable[[], str],
     failed: Callable[[Response], bool],
     on_breach: Callable[[RequestLimit], None] | None = None,
+    lazy: bool = False,
 ):
     """A route decorator limiting the POSTs that fail, per ``key_func()``,
     to the configured limit ``name``; every view decorated with the same
@@ -64,18 +82,92 @@ def failure_limit(
 
     ``failed(response)`` says whether an attempt was a failure; every other
     attempt (a success, a form error, a 429) is given back. ``on_breach``
-    runs for each attempt refused.
+    runs for each attempt refused. ``lazy`` spares the store on the
+    success path of keys that have not failed lately (see the module
+    docstring).
     """
     _FAILED[name] = failed
+    if lazy:
+        _LAZY.add(name)
     # One shared counter per limit name, whatever view it decorates: a
     # password guessed through five different forms is five guesses.
     return limiter.shared_limit(
         partial(configured_limit, name),
-        scope=f"{FAILURES}:{name}",
-        key_func=lambda: f"{FAILURES}:{name}:{key_func()}",
+        scope=_scope(name),
+        key_func=lambda: f"{_scope(name)}:{key_func()}",
         methods=["POST"],
         on_breach=on_breach,
+        exempt_when=partial(_unchecked, name, key_func) if lazy else None,
     )
+
+
+def _scope(name: str) -> str:
+    return f"{FAILURES}:{name}"
+
+
+def _unchecked(name: str, key_func: Callable[[], str]) -> bool:
+    """exempt_when of a lazy limit: True (skip the store) unless this
+    process saw ``key_func()`` fail within the window; the skipped key is
+    kept in ``g`` so that a failure is counted after the response."""
+    if request.method != "POST" or not configured_limit(name):
+        return False
+    key = f"{_scope(name)}:{key_func()}"
+    failing_until = _FAILING.get((_prefix(), name, key))
+    if failing_until is not None and failing_until > time.monotonic():
+        return False
+    g.setdefault("unchecked_failure_limits", {})[name] = key
+    return True
+
+
+def _prefix() -> str:
+    # The prefix Flask-Limiter itself puts before every key (it keeps the
+    # first app's; the config's is the same in a one-app process).
+    prefix = getattr(limiter, "_key_prefix", None)
+    if prefix is None:
+        prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+    return prefix
+
+
+def _remember_failing(name: str, key: str, items) -> None:
+    if len(_FAILING) >= _FAILING_MAX:
+        _FAILING.clear()  # only makes keys lazy again: bounded, see above
+    window = max(item.get_expiry() for item in items)
+    _FAILING[(_prefix(), name, key)] = time.monotonic() + window
+
+
+def count_unchecked_failures(response: Response) -> Response:
+    """after_request hook: count the failures of lazy limits that skipped
+    the store before the view, with the same atomic hit Flask-Limiter
+    makes, and have this process check their keys from now on."""
+    for name, key in g.pop("unchecked_failure_limits", {}).items():
+        if not _FAILED[name](response):
+            continue
+        items = parse_many(configured_limit(name))
+        _remember_failing(name, key, items)
+        prefix = [_prefix()] if _prefix() else []
+        try:
+            for item in items:
+                limiter.limiter.hit(item, *prefix, key, _scope(name))
+        except Exception:
+            # The store is away: do what Flask-Limiter does when a checked
+            # attempt finds it away (count in this process from now on,
+            # until it recovers), and count this failure there.
+            log.warning("could not count a %s failure", name, exc_info=True)
+            _fall_back(items, [*prefix, key, _scope(name)])
+    return response
+
+
+def _fall_back(items, args) -> None:
+    fallback = getattr(limiter, "_fallback_limiter", None)
+    if fallback is None or not getattr(limiter, "_in_memory_fallback_enabled", False):
+        return
+    limiter._storage_dead = True
+    for item in items:
+        fallback.hit(item, *args)
+    # This request's own metrics hook has already run: tell it now.
+    from app.metrics import note_fallback
+
+    note_fallback(True)
 
 
 def attempt_limit(name: str, key_func: Callable[[], str]):
@@ -94,7 +186,11 @@ def give_back_unfailed_attempts(response: Response) -> Response:
         return response  # other strategies cannot give back; count everything
     for limit in limiter.current_limits:
         name = _failure_limit_name(limit)
-        if name is None or _FAILED[name](response):
+        if name is None:
+            continue
+        if _FAILED[name](response):
+            if name in _LAZY:
+                _remember_failing(name, limit.request_args[-2], [limit.limit])
             continue
         try:
             limiter.limiter.storage.incr(limit.key, limit.limit.get_expiry(), amount=-1)
@@ -140,5 +236,26 @@ def address_key(address: str) -> str:
     return hash_token(address.strip().lower()[:320])[:32]
 
 
+# Machine endpoints that no limit decorates. Flask-Limiter would still
+# resolve and evaluate (empty) limit lists for each of their requests;
+# tests/security/test_rate_limits.py checks that none of them is limited.
+UNLIMITED_ENDPOINTS = frozenset(
+    {
+        "oauth.jwks",
+        "oauth.discovery",
+        "oauth.userinfo",
+        "oauth_api.introspect",
+        "oauth_api.revoke",
+        "healthz",
+    }
+)
+
+
+@limiter.request_filter
+def _unlimited_endpoint() -> bool:
+    return request.endpoint in UNLIMITED_ENDPOINTS
+
+
 def init_rate_limits(app) -> None:
     app.after_request(give_back_unfailed_attempts)
+    app.after_request(count_unchecked_failures)

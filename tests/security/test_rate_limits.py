@@ -333,6 +333,20 @@ def test_token_endpoint_limits_failures_per_client(app, factories, set_limits):
         assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
+def test_endpoints_that_skip_the_limiter_carry_no_limit(app):
+    """UNLIMITED_ENDPOINTS skip Flask-Limiter entirely; a limit added to one
+    of them later must not go unenforced without anyone noticing."""
+    from flask_limiter.util import get_qualified_name
+
+    from app.extensions import limiter
+    from app.security.ratelimits import UNLIMITED_ENDPOINTS
+
+    for endpoint in UNLIMITED_ENDPOINTS:
+        view = app.view_functions[endpoint]
+        assert get_qualified_name(view) not in limiter._marked_for_limiting
+        assert not limiter.limit_manager.has_hints(endpoint)
+
+
 def test_device_polling_is_told_to_slow_down(app, factories, set_limits):
     set_limits(token_client="2/hour")
     tv = device_client(factories)
