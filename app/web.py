@@ -167,12 +167,18 @@ def register_error_handlers(app):
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # Our own raises carry a sentence written for people ("A parameter
+        # was sent more than once."); Werkzeug's stock descriptions do not.
+        own = exc.description != type(exc).description
         if _wants_json():
             error = "invalid_request" if exc.code < 500 else "server_error"
-            response = jsonify({"error": error, "error_description": exc.name})
+            description = exc.description if own else exc.name
+            response = jsonify({"error": error, "error_description": description})
             response.status_code = exc.code
             return response
         title, message = PLAIN_ERRORS.get(exc.code, (exc.name, exc.description))
+        if own:
+            message = exc.description
         return render_template(
             "errors/generic.html", title=title, message=message
         ), exc.code
