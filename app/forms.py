@@ -11,6 +11,7 @@ another type (JSON, text) is no form submission at all.
 
 from flask import request
 from flask_wtf import FlaskForm
+from wtforms.validators import StopValidation
 
 SUBMIT_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # What a browser sends for our forms (HTML §4.10.21.7: no form here sets
@@ -40,3 +41,13 @@ class Form(FlaskForm):
             self.form_errors.append("This is not a form submission.")
             return False
         return super().validate(extra_validators)
+
+
+class Present:
+    """WTForms validator: the field was sent, even if empty. An optional
+    field that is missing altogether (a file part, a hand-made request) is
+    not the person clearing it, so it changes nothing."""
+
+    def __call__(self, form, field):
+        if not field.raw_data:
+            raise StopValidation("This field is missing.")

@@ -1,7 +1,7 @@
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from app.forms import Form
+from app.forms import Form, Present
 
 
 class LoginForm(Form):
@@ -69,4 +69,6 @@ class ReauthForm(Form):
 
 
 class ProfileForm(Form):
-    name = StringField("Display name", validators=[Optional(), Length(max=200)])
+    name = StringField(
+        "Display name", validators=[Present(), Optional(), Length(max=200)]
+    )

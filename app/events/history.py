@@ -116,7 +116,8 @@ def _base_label(event: SecurityEvent, provider_names: dict[str, str] | None) -> 
     ):
         label += f": {provider}"
     elif event.tag == EventTag.UPSTREAM_LOGOUT and provider:
-        label = f"Signed out by {provider}"
+        named = details.get("provider_name")
+        label = f"Signed out by {named or provider}"
     elif event.tag == EventTag.CONSENT_REVOKED and details.get("client"):
         label += f": {details['client']}"
     elif event.tag in (EventTag.REAUTH_FAILURE, EventTag.REAUTH_SUCCESS):
