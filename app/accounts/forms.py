@@ -52,8 +52,9 @@ class ConfirmForm(Form):
 
 class ChangeEmailForm(Form):
     new_email = StringField("New email", validators=[DataRequired(), Length(max=320)])
+    # Optional: an SSO-only account has none and proves itself upstream.
     current_password = PasswordField(
-        "Current password", validators=[DataRequired(), Length(max=1024)]
+        "Current password", validators=[Optional(), Length(max=1024)]
     )
 
 

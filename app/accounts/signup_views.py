@@ -23,7 +23,7 @@ from app.events.web import record_request_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account, LinkPurpose
-from app.security.reauth import password_confirmed, reauth_limit
+from app.security.reauth import needs_reauth, password_confirmed, reauth_limit
 from app.security.sessions import (
     load_current_session,
     login_required,
@@ -141,57 +141,73 @@ def resend_verification():
 @mail_ip_limit
 @email_change_mail_limit
 def change_email():
-    """Moving the account to another address needs the password, proves the
-    new address by link, and tells the old one."""
+    """Moving the account to another address needs the current password (or,
+    for an account with no password, a fresh sign-in through its provider:
+    /account/confirm), proves the new address by link, and tells the old
+    one."""
     current = load_current_session()
     account = current.account
     form = ChangeEmailForm()
-    problems, status = [], 400
+    errors, status = {}, 400
     if form.validate_on_submit():
         try:
             new_email = normalize_email(form.new_email.data)
         except InvalidEmail:
             new_email = None
-        if not password_confirmed(current, form.current_password.data, "change_email"):
-            problems, status = ["Your current password is not right."], 401
+        if not _still_you(current, form.current_password.data):
+            errors["current_password"] = "Your current password is not right."
+            status = 401
         elif new_email is None:
-            problems = ["That is not an email address."]
+            errors["new_email"] = "That is not an email address."
         else:
-            token = issue_link(
-                account,
-                LinkPurpose.CHANGE_EMAIL,
-                VERIFY_LINK_LIFETIME,
-                new_email=new_email,
-            )
-            queue_email(
-                new_email,
-                "email_change_confirm",
-                account=account,
-                new_email=new_email,
-                link=f"{_settings().issuer}/account/email/confirm/{token}",
-            )
-            queue_email(
-                account.email,
-                "email_change_requested",
-                account=account,
-                new_email=new_email,
-            )
-            record_request_event(
-                EventTag.EMAIL_CHANGE_REQUESTED,
-                account.id,
-                device_id=current.device.id,
-                new_email=new_email,
-            )
+            _request_email_change(current, new_email)
             db.session.commit()
             return render_template("accounts/signup_sent.html", email=new_email)
-    if not problems and request.method != "POST":
+    if not errors and request.method != "POST":
         status = 200
     return render_template(
         "accounts/change_email.html",
         form=form,
-        problems=problems,
+        errors=errors,
+        current=current,
         has_password=account.password_hash is not None,
+        needs_reauth=account.password_hash is None and needs_reauth(current),
     ), status
+
+
+def _still_you(current, password: str | None) -> bool:
+    """The current password for an account that has one (a wrong one is an
+    event under the shared re-auth budget); a recent sign-in for an SSO-only
+    account, which has no password to type (issue: every sensitive action
+    works for SSO-only people)."""
+    if current.account.password_hash is None:
+        return not needs_reauth(current)
+    return password_confirmed(current, password, "change_email")
+
+
+def _request_email_change(current, new_email: str) -> None:
+    """Mail the confirmation link to the new address and the notice to the
+    old one, and record the request. The caller commits."""
+    account = current.account
+    token = issue_link(
+        account, LinkPurpose.CHANGE_EMAIL, VERIFY_LINK_LIFETIME, new_email=new_email
+    )
+    queue_email(
+        new_email,
+        "email_change_confirm",
+        account=account,
+        new_email=new_email,
+        link=f"{_settings().issuer}/account/email/confirm/{token}",
+    )
+    queue_email(
+        account.email, "email_change_requested", account=account, new_email=new_email
+    )
+    record_request_event(
+        EventTag.EMAIL_CHANGE_REQUESTED,
+        account.id,
+        device_id=current.device.id,
+        new_email=new_email,
+    )
 
 
 @bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.federation.providers import Provider
 from app.federation.services import upstream_identity
 from app.models import Account, OutboxMessage
-from tests.accounts.helpers import Web, sign_in, submit_password
+from tests.accounts.helpers import Web, make_stale, sign_in, submit_password
 from tests.security.test_mail_limits import STRONG
 
 LIST = "someone@example.com,other@example.com"
@@ -147,3 +147,40 @@ def test_an_upstream_address_list_is_no_verified_address():
         provider, {"sub": "1", "email": ["ada@example.com"], "email_verified": True}
     )
     assert odd.email is None
+
+
+def _drop_password(app, account_id: str) -> None:
+    """Make the account SSO-only, as one made by an upstream sign-in is."""
+    with app.app_context():
+        db.session.get(Account, account_id).password_hash = None
+        db.session.commit()
+        db.session.remove()
+
+
+def test_an_sso_only_person_changes_the_address_after_a_fresh_sign_in(app, factories):
+    person = factories.account()
+    web = Web(app)
+    sign_in(web, person)
+    _drop_password(app, person.id)
+    page = web.get("/account/email")
+    assert page.status_code == 200
+    assert 'name="current_password"' not in page.text  # there is none to type
+    response = web.submit("/account/email", new_email="moved@example.com")
+    assert response.status_code == 200, response.text[:300]
+    assert "moved@example.com" in outbox_recipients(app)
+
+
+def test_an_sso_only_person_with_an_old_sign_in_is_sent_to_confirm_first(
+    app, factories
+):
+    person = factories.account()
+    web = Web(app)
+    sign_in(web, person)
+    _drop_password(app, person.id)
+    make_stale(app, person.id)
+    page = web.get("/account/email")
+    assert 'id="reauth-link"' in page.text
+    assert "/account/confirm" in page.text
+    response = web.submit("/account/email", new_email="moved@example.com")
+    assert response.status_code == 401
+    assert "moved@example.com" not in outbox_recipients(app)
