@@ -55,22 +55,25 @@ def signup():
     if not _settings().signup_enabled:
         abort(404)
     form = SignupForm()
-    problems = []
+    errors: dict[str, list[str]] = {}
     if form.validate_on_submit():
         try:
             email = normalize_email(form.email.data)
             check_new_password(email, form.name.data or "", form.password.data)
         except InvalidEmail:
-            problems = ["That is not an email address."]
+            errors["email"] = ["That is not an email address."]
         except WeakPassword as exc:
-            problems = exc.problems
-        if not problems:
+            errors["password"] = exc.problems
+        if not errors:
             _register(email, form.name.data or "", form.password.data)
             # The same page whether or not the address was taken: no
             # enumeration through sign-up.
             return render_template("accounts/signup_sent.html", email=email)
+    elif form.is_submitted():
+        # WTForms' own checks (a field missing or too long), each by its field.
+        errors = {name: list(errs) for name, errs in form.errors.items()}
     status = 400 if request.method == "POST" else 200
-    return render_template("accounts/signup.html", form=form, problems=problems), status
+    return render_template("accounts/signup.html", form=form, errors=errors), status
 
 
 def _register(email: str, name: str, password: str) -> None:

@@ -80,9 +80,23 @@ def test_sign_up_with_an_address_list_is_refused(app, typed):
     web = Web(app)
     response = web.submit("/signup", email=typed, name="", password=STRONG)
     assert response.status_code == 400
-    assert "That is not an email address." in response.text
-    assert 'name="email"' in response.text  # the form again, to correct
+    # Next to its field, tied to it for screen readers.
+    assert (
+        '<p class="field-error" id="email-error" role="alert">'
+        "That is not an email address.</p>"
+    ) in response.text
+    assert 'aria-describedby="email-error"' in response.text
     assert outbox_recipients(app) == []
+    assert account_count(app) == 0
+
+
+def test_a_weak_password_at_sign_up_is_told_next_to_the_password(app):
+    web = Web(app)
+    response = web.submit("/signup", email="new@example.com", password="password1")
+    assert response.status_code == 400
+    assert 'id="password-error"' in response.text
+    assert 'aria-describedby="password-error"' in response.text
+    assert 'id="email-error"' not in response.text
     assert account_count(app) == 0
 
 
