@@ -68,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.devices.views import bp as devices_bp
     from app.federation.views import bp as federation_bp
     from app.logout.views import bp as logout_bp
+    from app.logs import init_request_logging
     from app.metrics import init_metrics
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
@@ -106,6 +107,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_probes(app)
     init_metrics(app)
+    init_request_logging(app, settings.log_format)
     register_cli(app)
     # Read from the URL map, so only once every blueprint is registered.
     from app.oauth.discovery import build_discovery
