@@ -41,7 +41,7 @@ $(AXE_DEPS): tests/browser/package.json tests/browser/package-lock.json | tools
 node-deps: $(NODE_DEPS) $(AXE_DEPS)
 
 ## Serve on http://127.0.0.1:5000 with SQLite under instance/ (development mode).
-run: setup
+run: $(BIN)/flask
 	$(BIN)/flask db upgrade
 	$(BIN)/flask keys
 	$(BIN)/flask dev-setup
