@@ -24,7 +24,7 @@ def create_app(config: dict | None = None) -> Flask:
         LATCHKEY=settings,
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         WTF_CSRF_TIME_LIMIT=None,
@@ -68,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.devices.views import bp as devices_bp
     from app.federation.views import bp as federation_bp
     from app.logout.views import bp as logout_bp
+    from app.logs import init_request_logging
     from app.metrics import init_metrics
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
@@ -106,6 +107,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_probes(app)
     init_metrics(app)
+    init_request_logging(app, settings.log_format)
     register_cli(app)
     # Read from the URL map, so only once every blueprint is registered.
     from app.oauth.discovery import build_discovery
@@ -118,15 +120,21 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def _engine_options(url: str) -> dict:
-    if url.startswith("sqlite"):
+def _engine_options(settings) -> dict:
+    if settings.database_url.startswith("sqlite"):
         # Several processes share one file in the trial and the tests.
         return {"connect_args": {"timeout": 30}}
     # No pool_pre_ping: it costs a round trip at the start of every request.
     # After a database restart the first statement on a stale connection
     # fails (that one request answers 500) and SQLAlchemy then discards the
     # whole pool, so the process recovers by itself on the next request.
-    return {"pool_size": 10, "max_overflow": 10}
+    # Connections per process: pool_size + max_overflow (LATCHKEY_DB_*,
+    # docs/PRODUCTION.md has the arithmetic against max_connections).
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+    }
 
 
 def _enable_sqlite_foreign_keys(app: Flask) -> None:

@@ -156,6 +156,14 @@ class Settings:
     # at checkpoints: a crash of the process still loses nothing, a power
     # cut or OS crash may lose the last commits (a revocation or rotation).
     sqlite_synchronous: str = "full"  # LATCHKEY_SQLITE_SYNCHRONOUS
+    # PostgreSQL connection pool of each process (SQLAlchemy QueuePool);
+    # docs/PRODUCTION.md "Connections: the arithmetic". SQLite keeps
+    # SQLAlchemy's own pool for files and ignores these.
+    db_pool_size: int = 10  # LATCHKEY_DB_POOL_SIZE
+    db_max_overflow: int = 10  # LATCHKEY_DB_MAX_OVERFLOW
+    db_pool_timeout: int = 30  # LATCHKEY_DB_POOL_TIMEOUT (s to wait for one)
+    # JSON lines for a log collector, or text for a person at a terminal.
+    log_format: str = "text"  # LATCHKEY_LOG_FORMAT: json | text (json in production)
     trusted_proxies: int = 0  # LATCHKEY_TRUSTED_PROXIES (hops setting X-Forwarded-For)
     providers_file: str = ""  # LATCHKEY_PROVIDERS_FILE (TOML or JSON)
     mail_backend: str = "files"  # LATCHKEY_MAIL_BACKEND: files | smtp
@@ -276,6 +284,18 @@ def load_settings(env=None, instance_path: str | None = None) -> Settings:
     s.sqlite_synchronous = env.get("LATCHKEY_SQLITE_SYNCHRONOUS", "full").lower()
     if s.sqlite_synchronous not in ("full", "normal"):
         raise ConfigError("LATCHKEY_SQLITE_SYNCHRONOUS must be full or normal")
+    s.db_pool_size = _int(env, "LATCHKEY_DB_POOL_SIZE", s.db_pool_size)
+    s.db_max_overflow = _int(env, "LATCHKEY_DB_MAX_OVERFLOW", s.db_max_overflow)
+    s.db_pool_timeout = _int(env, "LATCHKEY_DB_POOL_TIMEOUT", s.db_pool_timeout)
+    if s.db_pool_size < 1:
+        # SQLAlchemy reads pool_size 0 as "no limit", which would break the
+        # connection arithmetic this setting exists for.
+        raise ConfigError("LATCHKEY_DB_POOL_SIZE must be at least 1")
+    s.log_format = env.get(
+        "LATCHKEY_LOG_FORMAT", "json" if mode == "production" else "text"
+    ).lower()
+    if s.log_format not in ("json", "text"):
+        raise ConfigError("LATCHKEY_LOG_FORMAT must be json or text")
     s.trusted_proxies = _int(env, "LATCHKEY_TRUSTED_PROXIES", 0)
     if not 0 <= s.trusted_proxies <= 5:
         raise ConfigError("LATCHKEY_TRUSTED_PROXIES must be 0 to 5")

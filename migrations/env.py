@@ -1,9 +1,11 @@
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from flask import current_app
 
 from alembic import context
+from sqlalchemy import text
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -94,14 +96,71 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        with migration_lock(connection):
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+
+
+# Any fixed 64-bit number, the same in every release: the advisory lock
+# that lets one `flask db upgrade` at a time migrate a PostgreSQL database.
+MIGRATION_LOCK_KEY = 0x4C61746368_4B6579  # "LatchKey"
+
+
+@contextmanager
+def migration_lock(connection):
+    """Serialize concurrent upgrades of one database.
+
+    PostgreSQL: a session-level advisory lock (pg_advisory_lock), held
+    around reading alembic_version and running the migrations, so a second
+    `flask db upgrade` waits, then finds the schema at head and does
+    nothing. Session-level, not per transaction, so it also holds when
+    migrations run one transaction each. It is released when the
+    connection closes, so a killed upgrade does not leave it taken.
+
+    SQLite serializes single writes, but Alembic runs its DDL there
+    without a transaction, so two upgrades would interleave their steps
+    (the second fails on a table the first just made). A SQLite database
+    is a file on this host, so an exclusive flock on a file next to it
+    serializes the upgrades instead, with the same effect.
+    """
+    if connection.dialect.name == "sqlite":
+        with _sqlite_file_lock(connection.engine.url.database):
+            yield
+        return
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(
+        text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+    )
+    # Commit the implicit transaction the lock statement began, so that
+    # Alembic starts (and commits) its own; the session lock stays held.
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.execute(
+            text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        )
+        connection.commit()
+
+
+@contextmanager
+def _sqlite_file_lock(database):
+    if not database or database == ":memory:":
+        yield  # one process only
+        return
+    import fcntl
+
+    with open(f"{database}.upgrade-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 if context.is_offline_mode():

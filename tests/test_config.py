@@ -341,3 +341,56 @@ def test_sqlite_sync_setting_is_checked():
                 "LATCHKEY_SQLITE_SYNCHRONOUS": "off",
             }
         )
+
+
+def test_pool_settings_default_to_ten_and_ten(tmp_path):
+    s = load_settings({}, instance_path=str(tmp_path))
+    assert (s.db_pool_size, s.db_max_overflow, s.db_pool_timeout) == (10, 10, 30)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("LATCHKEY_DB_POOL_SIZE", "-1"),
+        ("LATCHKEY_DB_POOL_SIZE", "0"),  # SQLAlchemy: 0 = no limit at all
+        ("LATCHKEY_DB_POOL_SIZE", "many"),
+        ("LATCHKEY_DB_MAX_OVERFLOW", "-1"),  # SQLAlchemy: -1 = no limit
+        ("LATCHKEY_DB_MAX_OVERFLOW", "2.5"),
+        ("LATCHKEY_DB_POOL_TIMEOUT", "-3"),
+    ],
+)
+def test_pool_settings_are_checked(tmp_path, name, raw):
+    assert name in _refused({name: raw}, tmp_path)
+
+
+def test_pool_settings_size_the_postgresql_pool(base_env):
+    """Each process opens at most pool_size + max_overflow connections and
+    waits pool_timeout seconds for one (docs/PRODUCTION.md arithmetic)."""
+    from app import create_app
+    from app.extensions import db
+
+    application = create_app(
+        {
+            **base_env,
+            "LATCHKEY_DB_POOL_SIZE": "3",
+            "LATCHKEY_DB_MAX_OVERFLOW": "0",
+            "LATCHKEY_DB_POOL_TIMEOUT": "7",
+        }
+    )
+    with application.app_context():
+        pool = db.engine.pool
+        if base_env["LATCHKEY_DATABASE_URL"].startswith("sqlite"):
+            # SQLite keeps SQLAlchemy's default pool for a file.
+            assert application.config["SQLALCHEMY_ENGINE_OPTIONS"].keys() == {
+                "connect_args"
+            }
+        else:
+            assert (pool.size(), pool._max_overflow, pool._timeout) == (3, 0, 7)
+            connections = [db.engine.connect() for _ in range(3)]
+            try:
+                assert pool.checkedout() == 3
+            finally:
+                for connection in connections:
+                    connection.close()
+        db.session.remove()
+        db.engine.dispose()
