@@ -8,8 +8,13 @@ from sqlalchemy import select
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
-from app.models import Account, Client, Consent, Device, Grant
-from app.revocation.services import revoke_client_access
+from app.models import Account, Client, Consent, Grant
+from app.models.base import utcnow
+from app.revocation.services import (
+    grant_is_live,
+    grant_rows,
+    revoke_client_access,
+)
 
 
 @dataclass
@@ -52,18 +57,18 @@ def apps_with_access(account: Account) -> list[AppAccess]:
         app = apps.setdefault(client.client_id, AppAccess(client))
         app.scopes |= set(consent.scopes or [])
         app.since = consent.updated_at
-    for grant, client, device_name in db.session.execute(
-        select(Grant, Client, Device.name)
+    now = utcnow()
+    for grant, grant_account, device, session, client in db.session.execute(
+        grant_rows(Client)
         .join(Client, Client.client_id == Grant.client_id)
-        .join(Device, Device.id == Grant.device_id)
-        .where(
-            Grant.account_id == account.id,
-            Grant.revoked_at.is_(None),
-            Grant.account_generation == account.generation,
-            Device.revoked_at.is_(None),
-        )
+        .where(Grant.account_id == account.id, Grant.revoked_at.is_(None))
         .order_by(Grant.created_at)
     ):
+        # The one liveness rule: a session-bound grant whose session ended
+        # is no access any more (OIDC Core §11).
+        if not grant_is_live(grant, grant_account, device, session, now):
+            continue
+        device_name = device.name
         app = apps.setdefault(client.client_id, AppAccess(client))
         app.scopes |= set(grant.scope.split())
         app.grants += 1

@@ -20,6 +20,9 @@ from app.models import (
 from app.models.base import utcnow
 from app.revocation.services import (
     end_expired_sessions,
+    grant_is_live,
+    grant_rows,
+    session_is_live,
     sign_out_account,
     sign_out_device,
 )
@@ -71,28 +74,20 @@ def connected_devices(
         select(BrowserSession).where(
             BrowserSession.account_id == account.id,
             BrowserSession.ended_at.is_(None),
-            BrowserSession.expires_at > now,
-            BrowserSession.account_generation == account.generation,
         )
     ).scalars():
-        if sess.device_id in views:
+        if sess.device_id in views and session_is_live(sess, account, now):
             views[sess.device_id].sessions.append(sess)
-    for grant, client_name in db.session.execute(
-        select(Grant, Client.name)
+    for grant, grant_account, device, session, client_name in db.session.execute(
+        grant_rows(Client.name)
         .join(Client, Client.client_id == Grant.client_id)
-        .outerjoin(BrowserSession, BrowserSession.sid == Grant.session_sid)
-        .where(
-            Grant.account_id == account.id,
-            Grant.revoked_at.is_(None),
-            Grant.account_generation == account.generation,
-            # A session-bound grant is gone with its session (OIDC Core §11).
-            Grant.session_bound.is_(False)
-            | (BrowserSession.ended_at.is_(None) & (BrowserSession.expires_at > now)),
-        )
+        .where(Grant.account_id == account.id, Grant.revoked_at.is_(None))
         .order_by(Grant.created_at)
     ):
         view = views.get(grant.device_id)
-        if view is None:
+        if view is None or not grant_is_live(
+            grant, grant_account, device, session, now
+        ):
             continue
         if grant.client_id not in {a.client_id for a in view.apps}:
             view.apps.append(

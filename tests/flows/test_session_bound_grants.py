@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from app.devices.services import sweep_expired_sessions
+from app.apps.services import apps_with_access
+from app.devices.services import connected_devices, sweep_expired_sessions
 from app.extensions import db
-from app.models import BrowserSession, Grant, OutboxMessage
+from app.models import Account, BrowserSession, Grant, OutboxMessage
 from app.models.base import utcnow
 from tests.flows.backchannel_rp import RecordingRP
 from tests.flows.device_helpers import (
@@ -463,3 +464,28 @@ def test_the_sweep_marks_sessions_cut_off_otherwise_without_telling_again(
     assert len(recording_rp.tokens) == told
     assert events(app, person.id, EXPIRED) == []
     assert _session(app, signed_in.sid).end_cause == "account_signed_out"
+
+
+def test_the_account_pages_count_only_live_grants_after_the_session_ends(
+    app, base_url, browser, person, app_client, signed_in
+):
+    """The apps and devices pages apply the one liveness rule (grant_is_live):
+    the bound grant is gone with its session, the offline one stays."""
+
+    def listed():
+        with app.app_context():
+            account = db.session.get(Account, person.id)
+            (access,) = apps_with_access(account)
+            apps = [a.client_id for v in connected_devices(account) for a in v.apps]
+            db.session.remove()
+        return access.grants, apps
+
+    assert listed() == (2, [app_client.client_id])
+    page = browser.get(base_url + "/logout", timeout=TIMEOUT)
+    browser.post(
+        base_url + "/logout",
+        data={"csrf_token": csrf_token(page.text)},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert listed() == (1, [app_client.client_id])
