@@ -355,3 +355,31 @@ def test_relative_times_read_as_people_say_them():
         3 * 86400: "3 days ago",
         40 * 86400: "on 21 Oct 2026",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/account/profile", {"name": "Forged"}),
+        ("/account/delete", {"password": "placeholder"}),
+        ("/account/confirm", {"password": "placeholder"}),
+        ("/account/email", {"new_email": "forged@example.com"}),
+    ],
+)
+def test_the_new_account_forms_without_their_token_change_nothing(
+    app, person, web, path, fields
+):
+    password = person.password
+    fields = {k: password if v == "placeholder" else v for k, v in fields.items()}
+    before = account_row(app, person.id)
+    tags = event_tags(app, person.id)
+    forged = web.post(path, fields)
+    assert forged.status_code in (302, 400), forged.status_code
+    assert "CSRF" not in forged.text
+    after = account_row(app, person.id)
+    assert (after.name, after.status, after.email) == (
+        before.name,
+        before.status,
+        before.email,
+    )
+    assert event_tags(app, person.id) == tags
