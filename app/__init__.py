@@ -56,31 +56,31 @@ def create_app(config: dict | None = None) -> Flask:
     services = Services.build(app, settings)
     app.extensions["latchkey"] = services
 
-    from app.accounts.history_views import bp as history_bp
-    from app.accounts.lifecycle_views import bp as lifecycle_bp
-    from app.accounts.password_views import bp as passwords_bp
-    from app.accounts.reauth_views import bp as reauth_bp
-    from app.accounts.signup_views import bp as signup_bp
-    from app.accounts.twofactor_views import bp as twofactor_bp
-    from app.accounts.views import bp as accounts_bp
-    from app.apps.views import bp as apps_bp
     from app.cli import register_cli
-    from app.devices.views import bp as devices_bp
-    from app.federation.views import bp as federation_bp
-    from app.logout.views import bp as logout_bp
-    from app.logs import init_request_logging
     from app.metrics import init_metrics
     from app.oauth.endpoints import bp as oauth_api_bp
     from app.oauth.views import bp as oauth_bp
-    from app.probes import register_probes
-    from app.security.sessions import apply_queued_cookies
-    from app.web import (
+    from app.web.accounts.history_views import bp as history_bp
+    from app.web.accounts.lifecycle_views import bp as lifecycle_bp
+    from app.web.accounts.password_views import bp as passwords_bp
+    from app.web.accounts.reauth_views import bp as reauth_bp
+    from app.web.accounts.signup_views import bp as signup_bp
+    from app.web.accounts.twofactor_views import bp as twofactor_bp
+    from app.web.accounts.views import bp as accounts_bp
+    from app.web.apps.views import bp as apps_bp
+    from app.web.common import (
         page_context,
         refuse_repeated_parameters,
         register_error_handlers,
         relative_time,
         security_headers,
     )
+    from app.web.devices.views import bp as devices_bp
+    from app.web.federation.views import bp as federation_bp
+    from app.web.logout.views import bp as logout_bp
+    from app.web.logs import init_request_logging
+    from app.web.probes import register_probes
+    from app.web.sessions import apply_queued_cookies
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(passwords_bp)
@@ -94,7 +94,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(apps_bp)
     app.register_blueprint(reauth_bp)
     if settings.demo_data:
-        from app.demo.views import bp as demo_bp
+        from app.web.demo.views import bp as demo_bp
 
         app.register_blueprint(demo_bp)
     app.register_blueprint(federation_bp)
@@ -114,7 +114,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     services.discovery_json = build_discovery(app, services)
     if settings.outbox_thread and not app.testing:
-        from app.outbox.background import install_dev_worker
+        from app.background import install_dev_worker
 
         install_dev_worker(app)
     return app

@@ -113,7 +113,7 @@ class Settings:
     session_lifetime: int = 14 * 86400  # LATCHKEY_SESSION_LIFETIME
     signing_key_overlap: int = 7 * 86400  # LATCHKEY_SIGNING_KEY_OVERLAP
     # A rotated key is in the JWKS this long before it signs: longer than the
-    # check interval plus JWKS_MAX_AGE (app/oauth/keys.py).
+    # check interval plus JWKS_MAX_AGE (app/keys/ring.py).
     signing_key_prepublish: int = 120  # LATCHKEY_SIGNING_KEY_PREPUBLISH (s)
     # How often a process reads the key ring's version (seconds, may be 0.5).
     signing_key_check: float = 5.0  # LATCHKEY_SIGNING_KEY_CHECK_SECONDS

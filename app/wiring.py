@@ -3,14 +3,14 @@
 from dataclasses import dataclass
 
 from app.config import Settings
-from app.federation.client import FederationClients
 from app.federation.providers import load_providers
+from app.keys.ring import KeyRing
 from app.mail.backends import MailBackend, backend_from_settings
 from app.oauth.introspection import TokenInspector
-from app.oauth.keys import KeyRing
 from app.oauth.refresh import SUCCESSOR_KEY_PURPOSE, RefreshRotation
 from app.oauth.server import LatchkeyAuthorizationServer
 from app.oauth.tokens import TokenIssuer
+from app.oauth.upstream import FederationClients
 from app.security.crypto import KeyEncryption, derive_key
 from app.security.passwords import PasswordService
 from app.security.totp import TotpService

@@ -42,7 +42,7 @@ from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import Account, Device, Grant, RefreshToken  # noqa: E402
 from app.models.base import new_id, utcnow  # noqa: E402
-from app.security.tokens import hash_token, new_token  # noqa: E402
+from app.security.opaque_tokens import hash_token, new_token  # noqa: E402
 from bench.sidebyside import (  # noqa: E402
     BENCH_ACCOUNT_EMAIL,
     REFRESH_SCOPE,

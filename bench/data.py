@@ -22,7 +22,7 @@ from app.extensions import db
 from app.models import Account, Device, Grant, RefreshToken
 from app.models.base import new_id, utcnow
 from app.oauth.tokens import Subject
-from app.security.tokens import hash_token, new_token
+from app.security.opaque_tokens import hash_token, new_token
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BATCH = 5000

@@ -5,7 +5,7 @@
 For each size N, one account signs in once (one device, one session) and
 that session carries N grants made without offline_access, each with a
 refresh token (bulk inserts, untimed). Timed: the service every way of
-ending a session calls, ``app.revocation.services.end_session`` (what
+ending a session calls, ``app.cutoff.services.end_session`` (what
 /logout, /logout/end and an upstream's back-channel logout run), with its
 commit, in an app context of this process; the median of ``--runs``. Before
 each run the session is made live again (one row, untimed). Before and after,
@@ -33,6 +33,7 @@ from sqlalchemy import delete, event, insert, update  # noqa: E402
 from app import create_app  # noqa: E402
 from app.accounts.services import create_account  # noqa: E402
 from app.clients.services import create_client  # noqa: E402
+from app.cutoff.services import end_session  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.logout.backchannel import FANOUT  # noqa: E402
 from app.models import (  # noqa: E402
@@ -44,8 +45,7 @@ from app.models import (  # noqa: E402
     SessionEnd,
 )
 from app.models.base import new_id, utcnow  # noqa: E402
-from app.revocation.services import end_session  # noqa: E402
-from app.security.tokens import hash_token, new_token  # noqa: E402
+from app.security.opaque_tokens import hash_token, new_token  # noqa: E402
 from bench import data, server  # noqa: E402
 
 BOUND_SCOPE = "openid email"

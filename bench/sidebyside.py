@@ -70,7 +70,7 @@ def seed(env: dict) -> None:
     from app.accounts.services import create_account
     from app.clients.services import create_client
     from app.extensions import db
-    from app.security.tokens import hash_token
+    from app.security.opaque_tokens import hash_token
 
     target = json.loads(TARGET.read_text())
     app = create_app(env)

@@ -310,7 +310,7 @@ def upstream(tmp_path_factory, upstream_port, upstream_secret, server_port, log_
     from flask_migrate import upgrade
 
     from app.models import Client
-    from app.security.tokens import hash_token
+    from app.security.opaque_tokens import hash_token
 
     with fresh_database(tmp_path_factory.mktemp("upstream-db")) as url:
         env = {

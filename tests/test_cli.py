@@ -16,7 +16,7 @@ from app.accounts.services import check_password
 from app.extensions import db
 from app.models import Account, Client, Device, Grant, RefreshToken, SecurityEvent
 from app.oauth.tokens import Subject
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 
 USAGE_ERROR = 2  # click's exit code for bad arguments
 FAILURE = 1

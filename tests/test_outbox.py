@@ -14,11 +14,11 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app import create_app
+from app.background import install_dev_worker
 from app.config import load_settings
 from app.extensions import db
 from app.models import OutboxMessage
 from app.models.base import utcnow
-from app.outbox.background import install_dev_worker
 from app.outbox.services import (
     MAX_BACKOFF_SECONDS,
     DeliveryFailed,

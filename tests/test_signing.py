@@ -1,4 +1,4 @@
-"""The key ring's compact JWS (app/oauth/jws.py): what it signs verifies
+"""The key ring's compact JWS (app/keys/jws.py): what it signs verifies
 with an independent library against the published JWKS, and what it
 accepts is only what it signed."""
 
@@ -8,7 +8,7 @@ import json
 import jwt
 import pytest
 
-from app.oauth.keys import InvalidJWT
+from app.keys.ring import InvalidJWT
 
 CLAIMS = {"iss": "https://issuer.example", "sub": "someone", "exp": 2_000_000_000}
 

@@ -3,7 +3,7 @@ batches an operator can interrupt and run again.
 
 A forced account can still sign in, but is sent to the password change
 before anything else and gets no tokens until it has a new password
-(app/accounts/signin.py, LatchkeyAuthorizationServer.generate_token).
+(app/web/signin.py, LatchkeyAuthorizationServer.generate_token).
 An SSO-only account has no password to reset; with ``sign_out`` it is
 signed out everywhere and told to sign in again through its provider.
 

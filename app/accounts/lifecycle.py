@@ -14,6 +14,7 @@ Every function commits.
 
 from sqlalchemy import delete, select, update
 
+from app.cutoff.services import sign_out_account
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.logout.backchannel import FANOUT, fan_out
@@ -35,7 +36,6 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.outbox.services import Delivery
-from app.revocation.services import sign_out_account
 
 # Reserved by RFC 2606 §2: mail to it can never be delivered, and
 # normalize_email refuses it (no dot), so no one can sign in or sign up as it.

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from app.extensions import db
 from app.models import Account, AccountLink, AccountStatus
 from app.models.base import utcnow
-from app.security.tokens import hash_token, new_token
+from app.security.opaque_tokens import hash_token, new_token
 
 
 def issue_link(

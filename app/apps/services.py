@@ -1,20 +1,20 @@
 """The clients an account has authorized, as their owner sees them, and
-"Remove access" (the cut-off itself is app.revocation.services)."""
+"Remove access" (the cut-off itself is app.cutoff.services)."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
 
-from app.events.services import EventTag, record_event
-from app.extensions import db
-from app.models import Account, Client, Consent, Grant
-from app.models.base import utcnow
-from app.revocation.services import (
+from app.cutoff.services import (
     grant_is_live,
     grant_rows,
     revoke_client_access,
 )
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.models import Account, Client, Consent, Grant
+from app.models.base import utcnow
 
 
 @dataclass

@@ -15,8 +15,8 @@ from app.clients.services import (
 )
 from app.config import MAX_REFRESH_GRACE_SECONDS
 from app.extensions import db
+from app.keys.ring import DEFAULT_ALG, SUPPORTED_ALGS
 from app.models import Client
-from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 
 clients_cli = click.Group("clients", help="Register and manage OAuth clients.")
 

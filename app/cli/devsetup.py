@@ -1,5 +1,5 @@
 """Demo data for the trial: only in development. On an empty database a
-demo account; always the demo relying party's client (app.demo) and the
+demo account; always the demo relying party's client (app.web.demo) and the
 URL that starts a sign-in through it."""
 
 import secrets
@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from app.accounts.services import create_account, find_account
 from app.clients.services import create_client
-from app.demo.views import DEMO_RP_CLIENT_ID, redirect_uri_for
 from app.extensions import db
 from app.models import Account, Client
+from app.web.demo.views import DEMO_RP_CLIENT_ID, redirect_uri_for
 
 DEMO_EMAIL = "demo@example.com"
 

@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from app.cli.output import emit
 from app.extensions import db
+from app.keys.admin import RotationPending, UnknownKey
+from app.keys.ring import SUPPORTED_ALGS
 from app.models import SigningKey
 from app.models.base import utcnow
-from app.oauth.key_admin import RotationPending, UnknownKey
-from app.oauth.keys import SUPPORTED_ALGS
 
 
 def _iso(value):

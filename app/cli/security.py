@@ -29,9 +29,9 @@ from app.accounts.incident import (
 )
 from app.accounts.services import InvalidEmail, normalize_email
 from app.cli.output import emit
+from app.cutoff.services import sign_out_everyone
 from app.events.services import EventTag, record_event
 from app.extensions import db
-from app.revocation.services import sign_out_everyone
 
 security_cli = click.Group(
     "security",

@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from app.config import MAX_REFRESH_GRACE_SECONDS
 from app.extensions import db
+from app.keys.ring import DEFAULT_ALG, SUPPORTED_ALGS
 from app.models import Client
-from app.oauth.keys import DEFAULT_ALG, SUPPORTED_ALGS
 from app.oauth.server import SCOPES_SUPPORTED
-from app.security.tokens import hash_token, new_token
+from app.security.opaque_tokens import hash_token, new_token
 
 GRANT_TYPES = (
     "authorization_code",

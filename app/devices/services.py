@@ -5,6 +5,14 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.cutoff.services import (
+    end_expired_sessions,
+    grant_is_live,
+    grant_rows,
+    session_is_live,
+    sign_out_account,
+    sign_out_device,
+)
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.mail.services import queue_email
@@ -18,14 +26,6 @@ from app.models import (
     Grant,
 )
 from app.models.base import utcnow
-from app.revocation.services import (
-    end_expired_sessions,
-    grant_is_live,
-    grant_rows,
-    session_is_live,
-    sign_out_account,
-    sign_out_device,
-)
 
 
 @dataclass

@@ -40,7 +40,7 @@ LOGOUT_TOKEN_LIFETIME = 120
 REQUEST_TIMEOUT = 5
 
 
-# -- queueing, called by app.revocation.services inside its transaction ----
+# -- queueing, called by app.cutoff.services inside its transaction ----
 def queue_logout_for_session(sid: str, account_id: str) -> None:
     """The browser session ``sid`` of ``account_id`` ended. No commit."""
     enqueue(

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from app.extensions import db
+from app.keys.ring import InvalidJWT, KeyRing
 from app.models import Client
-from app.oauth.keys import InvalidJWT, KeyRing
 
 MAX_PARAM_CHARS = 2000
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.key import DEFAULT_ALG
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 
 LOOPBACK_IP_LITERALS = ("127.0.0.1", "[::1]")
 

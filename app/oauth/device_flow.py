@@ -25,7 +25,7 @@ from app.models import Account, AccountStatus, Client, Device, DeviceCode
 from app.models.base import utcnow
 from app.models.device_code import DeviceCodeStatus
 from app.oauth.tokens import Subject
-from app.security.tokens import hash_token, new_token
+from app.security.opaque_tokens import hash_token, new_token
 
 DEVICE_CODE_LIFETIME = 600
 POLL_INTERVAL = 5

@@ -3,7 +3,7 @@
 Nothing here is a list written beside the routes (STYLE.md: derive what you
 advertise from what you run, as oidc-provider's discovery action does):
 endpoint URLs come from the URL map (views marked with
-app/oauth/metadata.py's ``advertised_as``), grant and response types, client
+app/web/metadata.py's ``advertised_as``), grant and response types, client
 authentication methods and PKCE methods from the grants and endpoints
 registered on the Authlib server, signing algorithms from the key ring,
 claims from the token issuer. Built and validated once per process in
@@ -23,8 +23,8 @@ from flask import Flask
 
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
 from app.oauth.authorize_params import PROMPT_VALUES
-from app.oauth.metadata import Advertised, mark_of
 from app.oauth.tokens import ID_TOKEN_CLAIMS, SCOPE_CLAIMS, SUBJECT_TYPES
+from app.web.metadata import Advertised, mark_of
 
 
 class MetadataError(RuntimeError):

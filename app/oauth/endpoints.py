@@ -7,8 +7,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.extensions import csrf, db, without_transaction
 from app.oauth.introspection import describe_token
-from app.oauth.metadata import advertised_as
 from app.oauth.revocation import revoke_token
+from app.web.metadata import advertised_as
 
 bp = Blueprint("oauth_api", __name__)
 # RFC 7662 §2.1: only a client that can prove who it is may introspect.

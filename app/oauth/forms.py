@@ -1,6 +1,6 @@
 from wtforms import SubmitField
 
-from app.forms import Form
+from app.web.forms import Form
 
 
 class ConsentForm(Form):

@@ -6,12 +6,12 @@ visible to the very next request in any process. No cache can lie.
 
 from sqlalchemy import select
 
+from app.cutoff.services import grant_is_live, grant_rows
 from app.extensions import db
+from app.keys.ring import InvalidJWT, KeyRing
 from app.models import Client, Grant, RefreshToken, RevokedAccessToken
 from app.models.base import utcnow
-from app.oauth.keys import InvalidJWT, KeyRing
-from app.revocation.services import grant_is_live, grant_rows
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 
 
 class TokenInspector:

@@ -21,18 +21,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from app.events.services import EventTag, record_event
-from app.extensions import db
-from app.models import Account, BrowserSession, Client, Grant, RefreshToken
-from app.models.base import utcnow
-from app.oauth.tokens import Subject
-from app.revocation.services import (
+from app.cutoff.services import (
     grant_is_live,
     grant_rows,
     revoke_grant,
     sid_for_tokens,
 )
-from app.security.tokens import hash_token
+from app.events.services import EventTag, record_event
+from app.extensions import db
+from app.models import Account, BrowserSession, Client, Grant, RefreshToken
+from app.models.base import utcnow
+from app.oauth.tokens import Subject
+from app.security.opaque_tokens import hash_token
 
 # HKDF info label of the successor key (app.security.crypto.derive_key).
 SUCCESSOR_KEY_PURPOSE = "latchkey/refresh-token-successor/v1"

@@ -6,13 +6,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app.cutoff.services import revoke_grant
 from app.events.services import EventTag, record_event
 from app.extensions import db
+from app.keys.ring import InvalidJWT
 from app.models import Client, Grant, RefreshToken, RevokedAccessToken
 from app.oauth.introspection import ACCESS, TokenInspector, hint_order
-from app.oauth.keys import InvalidJWT
-from app.revocation.services import revoke_grant
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 
 
 def revoke_token(

@@ -23,6 +23,7 @@ from authlib.oidc.core.grants.util import is_openid_scope
 from flask import request as flask_request
 from sqlalchemy import select, update
 
+from app.cutoff.services import revoke_grant, session_is_live
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.metrics import TOKENS_ISSUED
@@ -41,8 +42,7 @@ from app.oauth.device_flow import (
 )
 from app.oauth.refresh import RefreshRejected, RefreshRotation
 from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
-from app.revocation.services import revoke_grant, session_is_live
-from app.security.tokens import hash_token, new_token
+from app.security.opaque_tokens import hash_token, new_token
 
 SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]

@@ -12,10 +12,10 @@ from datetime import datetime
 from authlib.oauth2.rfc6749.util import scope_to_list
 
 from app.extensions import db
+from app.keys.ring import DEFAULT_ALG, KeyRing
 from app.models import Account, Client, Grant, RefreshToken
 from app.models.base import new_id, utcnow
-from app.oauth.keys import DEFAULT_ALG, KeyRing
-from app.security.tokens import hash_token, new_token
+from app.security.opaque_tokens import hash_token, new_token
 
 
 @dataclass

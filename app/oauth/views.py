@@ -22,21 +22,21 @@ from flask import (
     url_for,
 )
 
-from app.accounts.signin import gate_for_clients
 from app.config import JWKS_MAX_AGE
 from app.events.services import EventTag
-from app.events.web import record_request_event
 from app.extensions import csrf, db, without_transaction
 from app.models.base import utcnow
 from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
 from app.oauth.forms import ConsentForm
-from app.oauth.metadata import advertised_as, not_advertised
 from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
 from app.oauth.userinfo import userinfo_response
-from app.security.sessions import load_current_session
-from app.web import form_expired
+from app.web.common import form_expired
+from app.web.events import record_request_event
+from app.web.metadata import advertised_as, not_advertised
+from app.web.sessions import load_current_session
+from app.web.signin import gate_for_clients
 
 bp = Blueprint("oauth", __name__)
 # Flask session keys: the request that was sent to sign in (and when), and
@@ -280,7 +280,7 @@ def discovery():
 @bp.route("/jwks.json")
 @advertised_as("jwks_uri")
 def jwks():
-    # Rotation pre-publishes keys for longer than this (app/oauth/keys.py).
+    # Rotation pre-publishes keys for longer than this (app/keys/ring.py).
     return _json(
         current_app.extensions["latchkey"].keys.jwks_json(), max_age=JWKS_MAX_AGE
     )

@@ -46,8 +46,8 @@ from limits import parse_many
 from limits.strategies import FixedWindowRateLimiter
 
 from app.extensions import limiter
-from app.security.sessions import client_ip
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
+from app.web.sessions import client_ip
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import Account, RecoveryCode
 from app.models.base import utcnow
 from app.security.crypto import KeyEncryption
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 
 ISSUER_NAME = "Latchkey"
 RECOVERY_CODE_COUNT = 10

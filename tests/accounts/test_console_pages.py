@@ -338,7 +338,7 @@ def test_forced_reset_returns_to_the_app_being_signed_in_to(app, factories, pers
 def test_relative_times_read_as_people_say_them():
     from datetime import datetime, timedelta
 
-    from app.web import relative_time
+    from app.web.common import relative_time
 
     now = datetime(2026, 11, 30, 12, 0)
     said = {

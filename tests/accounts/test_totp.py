@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.events.services import EventTag
 from app.extensions import db
 from app.models import RecoveryCode
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 from tests.accounts.helpers import (
     Web,
     account_row,
@@ -192,7 +192,7 @@ def test_sign_in_asks_for_a_code_and_refuses_replayed_wrong_and_future_ones(
     )
 
     # (Four failures: one more would reach the limit of wrong codes per
-    # pending account, app.accounts.throttling.)
+    # pending account, app.web.throttling.)
     assert len(events_of(app, person.id, EventTag.SECOND_FACTOR_FAILURE)) == 4
     methods = [
         e.details["method"] for e in events_of(app, person.id, EventTag.LOGIN_SUCCESS)

@@ -7,12 +7,12 @@ import time
 import requests
 from sqlalchemy import select
 
+from app.cutoff.services import sign_out_account
 from app.events.history import label_for
 from app.extensions import db
 from app.models import BrowserSession, SecurityEvent
 from app.models.base import new_id
 from app.outbox.services import run_once
-from app.revocation.services import sign_out_account
 from tests.federation.helpers import SLUG, account_by_email, events, federate
 from tests.flows.backchannel_rp import RecordingRP
 from tests.flows.device_helpers import resource_server

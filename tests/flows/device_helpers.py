@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Grant, RefreshToken, SecurityEvent
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 from tests.conftest import LiveServer, free_port
 from tests.flows.helpers import (
     TIMEOUT,

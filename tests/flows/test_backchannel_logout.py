@@ -8,17 +8,17 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from app.extensions import db
-from app.logout.backchannel import FANOUT, HANDLERS, LOGOUT
-from app.models import BrowserSession, Grant, OutboxMessage
-from app.models.base import utcnow
-from app.outbox.services import run_once
-from app.revocation.services import (
+from app.cutoff.services import (
     end_session,
     revoke_grant,
     sign_out_account,
     sign_out_device,
 )
+from app.extensions import db
+from app.logout.backchannel import FANOUT, HANDLERS, LOGOUT
+from app.models import BrowserSession, Grant, OutboxMessage
+from app.models.base import utcnow
+from app.outbox.services import run_once
 from tests.conftest import free_port
 from tests.flows.backchannel_rp import RecordingRP, verify_logout_token
 from tests.flows.helpers import new_browser, tokens_for, verify_jwt

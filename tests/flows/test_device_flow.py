@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import Device, DeviceCode
 from app.models.base import utcnow
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 from tests.flows.device_helpers import (
     DEVICE_GRANT,
     USER_CODE,

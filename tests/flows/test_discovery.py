@@ -24,7 +24,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from app.extensions import csrf
 from app.oauth.discovery import MetadataError, build_metadata, validate_metadata
-from app.oauth.metadata import Advertised, NotAdvertised, advertised_as, mark_of
+from app.web.metadata import Advertised, NotAdvertised, advertised_as, mark_of
 from tests.flows.device_helpers import DEVICE_GRANT
 from tests.flows.helpers import TIMEOUT, walk_authorize
 

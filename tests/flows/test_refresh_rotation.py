@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Grant
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 from tests.flows.device_helpers import (
     assert_inactive,
     assert_refresh_rejected,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import BrowserSession
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 from tests.flows.device_helpers import (
     STRICT,
     assert_inactive,

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from app.extensions import db
 from app.models import AuthorizationCode
 from app.models.base import utcnow
-from app.security.tokens import hash_token
+from app.security.opaque_tokens import hash_token
 from tests.flows.helpers import (
     TIMEOUT,
     AuthRequest,

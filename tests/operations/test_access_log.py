@@ -1,4 +1,4 @@
-"""The access log (app/logs.py): one line per request with its route
+"""The access log (app/web/logs.py): one line per request with its route
 pattern and request id; codes, tokens and emailed links never printed."""
 
 import json

@@ -1,5 +1,0 @@
-from app.forms import Form
-
-
-class RemoveAccessForm(Form):
-    """Only the CSRF token: the client is in the URL."""

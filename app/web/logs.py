@@ -1,0 +1,134 @@
+"""Logging: one access line per request, a request id in every record,
+JSON or text (LATCHKEY_LOG_FORMAT).
+
+Paths and query strings carry secrets: authorization codes and `state` in
+a redirect's query (RFC 6749 §4.1.2), reset and verification tokens in
+emailed links (/password/reset/<token>). So the access line names the
+route *pattern* (``/password/reset/<token>``), never the path, never the
+query, and no header but X-Request-ID is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming id is kept when it looks like one (a UUID, a proxy's hex id);
+# anything else (too long, spaces, control characters that would forge log
+# lines) is replaced by our own.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+access_log = logging.getLogger("latchkey.access")
+_HANDLER_MARK = "_latchkey_handler"
+
+
+def request_id() -> str:
+    """This request's id: the sane incoming X-Request-ID, else a new one."""
+    if "request_id" not in g:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        sane = _SANE_REQUEST_ID.fullmatch(incoming)
+        g.request_id = incoming if sane else secrets.token_hex(16)
+    return g.request_id
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` ("-" outside a request) to every record,
+    and drops the Werkzeug dev server's request lines, which print the raw
+    path and query (the access line of _log_access replaces them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Werkzeug's per-request lines ("<addr> - - [date] ...") carry the
+        # request line, query included, also in its error lines.
+        if record.name == "werkzeug" and " - - [" in str(record.msg):
+            return False
+        record.request_id = request_id() if has_request_context() else "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id,
+    the access fields when present, and a traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        line.update(getattr(record, "access", {}))
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(log_format: str) -> None:
+    """Send records of level INFO and up to stderr in ``log_format``
+    ("json" or "text"). Left alone when the root logger already has a
+    handler of someone else's (pytest's, an embedding application's)."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]
+    if root.handlers and not ours:
+        return
+    handler = ours[0] if ours else logging.StreamHandler(sys.stderr)
+    setattr(handler, _HANDLER_MARK, True)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    if not handler.filters:
+        handler.addFilter(RequestIdFilter())
+    if not ours:
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _start() -> None:
+    g.access_started = time.perf_counter()
+    request_id()
+
+
+def _log_access(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = request_id()
+    started = g.get("access_started", time.perf_counter())
+    rule = request.url_rule
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    route = rule.rule if rule is not None else "<unmatched>"
+    status = response.status_code
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    from app.web.sessions import client_ip
+
+    fields = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "client_ip": client_ip(),
+    }
+    access_log.info(
+        "%s %s %s %sms %s", method, route, status, duration_ms, fields["client_ip"],
+        extra={"access": fields},
+    )  # fmt: skip
+    return response
+
+
+def init_request_logging(app: Flask, log_format: str) -> None:
+    """Configure the log output and log one line per request."""
+    configure_logging(log_format)
+    # First, so a request another hook answers early is timed and logged too.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request(_log_access)

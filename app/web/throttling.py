@@ -1,0 +1,145 @@
+"""Sign-in throttling: the failure limits on the password and second-factor
+steps, and the notice that tells an owner someone is guessing.
+
+The counting itself is app.security.ratelimits; this module says what is
+counted (failed attempts per address, per email typed, per pending account)
+and what happens when a limit is reached: the owner hears about it by email
+once per window, however many attempts are refused.
+"""
+
+import logging
+import time
+from functools import partial
+
+from flask import Response, request, session, url_for
+from flask_limiter import RequestLimit
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.accounts.services import find_account
+from app.events.services import EventTag
+from app.extensions import db
+from app.mail.services import queue_email
+from app.models import Account
+from app.security.ratelimits import (
+    address_key,
+    attempt_limit,
+    failure_limit,
+    ip_key,
+    typed_email_key,
+)
+from app.web.events import record_request_event
+from app.web.sessions import client_ip, load_current_session
+from app.web.signin import PENDING_SECOND_FACTOR
+
+log = logging.getLogger(__name__)
+
+PASSWORD_STEP = "password"
+SECOND_FACTOR_STEP = "second_factor"
+
+
+def _wrong_password(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _wrong_code(response: Response) -> bool:
+    # A wrong code answers 401; the last one allowed on a pending sign-in
+    # sends the person back to the login page instead.
+    return response.status_code == 401 or (
+        response.status_code == 302
+        and response.headers.get("Location", "").endswith(url_for("accounts.login"))
+    )
+
+
+def _pending_account_key() -> str:
+    pending = session.get(PENDING_SECOND_FACTOR) or {}
+    return str(pending.get("account_id") or "none")
+
+
+def tell_owner(account: Account, step: str, limit: RequestLimit) -> None:
+    """Queue the "someone is guessing" notice and record the event, once per
+    window of ``limit`` (the outbox dedupe key names the window); commits.
+    A failure to do so is logged: the 429 answer matters more."""
+    window = limit.limit.get_expiry()
+    key = f"login_throttled:{account.id}:{step}:{int(time.time() // window)}"
+    try:
+        queued = queue_email(
+            account.email,
+            "login_throttled",
+            dedupe_key=key,
+            account=account,
+            step=step,
+            minutes=max(1, window // 60),
+            ip=client_ip(),
+        )
+        if queued is not None:
+            record_request_event(
+                EventTag.LOGIN_THROTTLED,
+                account.id,
+                step=step,
+            )
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("could not queue the sign-in throttling notice")
+
+
+def _password_limit_reached(limit: RequestLimit) -> None:
+    account = find_account(request.form.get("email", ""))
+    if account is not None and account.is_active:
+        tell_owner(account, PASSWORD_STEP, limit)
+
+
+def _second_factor_limit_reached(limit: RequestLimit) -> None:
+    account_id = _pending_account_key()
+    account = db.session.get(Account, account_id) if account_id != "none" else None
+    if account is not None and account.is_active:
+        tell_owner(account, SECOND_FACTOR_STEP, limit)
+
+
+# Failed sign-ins per address, and per email typed: an unknown email is
+# limited exactly like a known one, so the answer reveals no account.
+login_ip_limit = failure_limit("login_ip", ip_key, _wrong_password)
+login_account_limit = failure_limit(
+    "login_account",
+    typed_email_key,
+    _wrong_password,
+    on_breach=_password_limit_reached,
+)
+# Wrong TOTP or recovery codes per pending account: the count lives on the
+# server, where replaying an old session cookie cannot reset it.
+second_factor_limit = failure_limit(
+    "second_factor",
+    _pending_account_key,
+    _wrong_code,
+    on_breach=_second_factor_limit_reached,
+)
+# Reset requests send mail: every request counts, per email typed (so one
+# mailbox cannot be flooded) and per address.
+reset_address_limit = attempt_limit("reset_address", typed_email_key)
+reset_ip_limit = attempt_limit("reset_ip", ip_key)
+
+
+# Every other form that sends mail to an address a stranger may have typed
+# (sign-up, email change, "send the verification again") is limited in the
+# mails it sends, per recipient and per client address, with one budget
+# shared by all of them: switching forms buys no more mail. Counted like a
+# failure limit (a unit taken before the view, given back unless mail went
+# out), so a form sent back with errors costs nothing, and parallel
+# requests never send more than the limit.
+def _mail_queued(response: Response) -> bool:
+    # These forms answer a POST with 200 ("check your inbox") exactly when
+    # they queued mail; form errors are 400/401, a refusal 429.
+    return response.status_code == 200
+
+
+def _own_address_key() -> str:
+    current = load_current_session()
+    return address_key(current.account.email) if current else "-"
+
+
+signup_mail_limit = failure_limit("mail_address", typed_email_key, _mail_queued)
+email_change_mail_limit = failure_limit(
+    "mail_address", partial(typed_email_key, "new_email"), _mail_queued
+)
+resend_mail_limit = failure_limit("mail_address", _own_address_key, _mail_queued)
+mail_ip_limit = failure_limit("mail_ip", ip_key, _mail_queued)
