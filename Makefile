@@ -50,6 +50,7 @@ run: $(BIN)/flask
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 	$(LINT_VENV)/bin/kubernetes-validate --strict --quiet \
 		$(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))

@@ -6,7 +6,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import load_settings
 from app.extensions import csrf, db, limiter, migrate
-from app.security.ratelimits import init_rate_limits
+from app.logout.backchannel import HANDLERS as LOGOUT_HANDLERS
+from app.mail.services import HANDLERS as MAIL_HANDLERS
+from app.outbox.services import outbox_status, register_handlers
+from app.web.ratelimits import init_rate_limits
 from app.wiring import Services
 
 
@@ -55,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_rate_limits(app)
     services = Services.build(app, settings)
     app.extensions["latchkey"] = services
+    register_handlers(app, {**MAIL_HANDLERS, **LOGOUT_HANDLERS})
 
     from app.cli import register_cli
     from app.metrics import init_metrics
@@ -106,7 +110,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.add_template_filter(relative_time, "ago")
     register_error_handlers(app)
     register_probes(app)
-    init_metrics(app)
+    init_metrics(app, outbox_status)
     init_request_logging(app, settings.log_format)
     register_cli(app)
     # Read from the URL map, so only once every blueprint is registered.

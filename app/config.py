@@ -137,7 +137,7 @@ class Settings:
     demo_data: bool = True  # LATCHKEY_DEMO_DATA (development only)
     reauth_max_age: int = 300  # LATCHKEY_REAUTH_MAX_AGE (s) before sign-out-all
     ratelimit_prefix: str = "latchkey"  # LATCHKEY_RATELIMIT_PREFIX
-    # Rate limits (app/security/ratelimits.py), in Flask-Limiter's notation
+    # Rate limits (app/web/ratelimits.py), in Flask-Limiter's notation
     # ("10/10 minutes;100/day"); an empty value turns one limit off,
     # LATCHKEY_RATELIMIT_ENABLED=false all of them. Sign-in and 2FA limits
     # count failed attempts only; windows are minutes, so an attacker can

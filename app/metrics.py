@@ -21,6 +21,7 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -96,12 +97,12 @@ class OutboxCollector:
     """The outbox backlog, read from the database when scraped (one
     grouped query), so it is the same whichever process answers."""
 
-    def __init__(self, app: Flask):
+    def __init__(self, app: Flask, outbox_status: Callable[[], dict]):
         self.app = app
+        self.outbox_status = outbox_status
 
     def collect(self):
         from app.extensions import db
-        from app.outbox.services import outbox_status
 
         backlog = GaugeMetricFamily(
             "latchkey_outbox_backlog", "Outbox messages not yet sent."
@@ -112,7 +113,7 @@ class OutboxCollector:
         )
         try:
             with self.app.app_context():
-                status = outbox_status()
+                status = self.outbox_status()
                 db.session.remove()
         except Exception:  # the database is away: /readyz says so
             log.warning("metrics: outbox status unavailable", exc_info=True)
@@ -146,8 +147,10 @@ def _watch_fallback(response: Response) -> Response:
     return response
 
 
-def init_metrics(app: Flask) -> None:
-    """Count every request and serve /metrics."""
+def init_metrics(app: Flask, outbox_status: Callable[[], dict]) -> None:
+    """Count every request and serve /metrics. ``outbox_status`` (the
+    outbox's, passed in so that this low module imports no service) gives
+    the backlog at each scrape."""
     app.before_request(_start_timer)
     app.after_request(_count)
     app.after_request(_watch_fallback)
@@ -168,11 +171,11 @@ def init_metrics(app: Flask) -> None:
 
             registry = REGISTRY
         body = generate_latest(registry)
-        body += generate_latest(_outbox_registry(app))
+        body += generate_latest(_outbox_registry(app, outbox_status))
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
-def _outbox_registry(app: Flask) -> CollectorRegistry:
+def _outbox_registry(app: Flask, outbox_status) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(OutboxCollector(app))
+    registry.register(OutboxCollector(app, outbox_status))
     return registry

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from app.accounts.totp import TotpService
 from app.config import Settings
 from app.federation.providers import load_providers
 from app.keys.ring import KeyRing
@@ -13,7 +14,6 @@ from app.oauth.tokens import TokenIssuer
 from app.oauth.upstream import FederationClients
 from app.security.crypto import KeyEncryption, derive_key
 from app.security.passwords import PasswordService
-from app.security.totp import TotpService
 
 
 @dataclass

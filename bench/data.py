@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from app.accounts.services import create_account
 from app.clients.services import create_client
 from app.extensions import db
+from app.keys.admin import ensure_keys
 from app.models import Account, Device, Grant, RefreshToken
 from app.models.base import new_id, utcnow
 from app.oauth.tokens import Subject
@@ -97,7 +98,7 @@ def migrate_and_seed(app, chains: int) -> Fixtures:
     with app.app_context():
         upgrade()
         services = app.extensions["latchkey"]
-        services.keys.ensure_keys()
+        ensure_keys(services.keys)
         cc, cc_secret = create_client(
             "bench machine client", grant_types=["client_credentials"]
         )

@@ -33,6 +33,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
+from app.keys.admin import ensure_keys  # noqa: E402
 from app.models import (  # noqa: E402
     Account,
     FederatedIdentity,
@@ -214,7 +215,7 @@ def main(argv=None) -> int:
         app = create_app({k: v for k, v in env.items() if k.startswith("LATCHKEY_")})
         with app.app_context():
             upgrade()
-            app.extensions["latchkey"].keys.ensure_keys()
+            ensure_keys(app.extensions["latchkey"].keys)
             db.session.remove()
         sso = len(range(0, args.accounts, args.sso_every))
         seeded = seed(app, args.accounts, args.sso_every)

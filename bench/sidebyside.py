@@ -70,6 +70,7 @@ def seed(env: dict) -> None:
     from app.accounts.services import create_account
     from app.clients.services import create_client
     from app.extensions import db
+    from app.keys.admin import ensure_keys
     from app.security.opaque_tokens import hash_token
 
     target = json.loads(TARGET.read_text())
@@ -77,7 +78,7 @@ def seed(env: dict) -> None:
     with app.app_context():
         upgrade()
         services = app.extensions["latchkey"]
-        services.keys.ensure_keys()
+        ensure_keys(services.keys)
         made = [
             create_client(
                 "bench machine client",

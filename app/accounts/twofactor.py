@@ -16,16 +16,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, update
 
+from app.accounts.totp import (
+    TotpService,
+    new_recovery_codes,
+    use_recovery_code,
+)
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account, RecoveryCode
 from app.models.base import utcnow
-from app.security.totp import (
-    TotpService,
-    new_recovery_codes,
-    use_recovery_code,
-)
 
 
 class TotpAlreadyEnabled(Exception):

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from app.accounts.services import create_account, find_account
 from app.clients.services import create_client
 from app.extensions import db
+from app.keys.admin import ensure_keys
 from app.models import Account, Client
 from app.web.demo.views import DEMO_RP_CLIENT_ID, redirect_uri_for
 
@@ -33,7 +34,7 @@ def dev_setup_command(show, new_password):
     relying party, and print how to use them. Safe to run on every start:
     nothing is reset unless asked."""
     services = current_app.extensions["latchkey"]
-    services.keys.ensure_keys()
+    ensure_keys(services.keys)
     settings = services.settings
     if not settings.is_development or not settings.demo_data:
         return

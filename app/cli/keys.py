@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from app.cli.output import emit
 from app.extensions import db
-from app.keys.admin import RotationPending, UnknownKey
+from app.keys import admin
+from app.keys.admin import RotationPending, UnknownKey, ensure_keys
 from app.keys.ring import SUPPORTED_ALGS
 from app.models import SigningKey
 from app.models.base import utcnow
@@ -46,7 +47,7 @@ def keys_cli(ctx, as_json):
     run it after `flask db upgrade`, before starting the web processes."""
     if ctx.invoked_subcommand is not None:
         return
-    created = current_app.extensions["latchkey"].keys.ensure_keys()
+    created = ensure_keys(current_app.extensions["latchkey"].keys)
     emit([_as_dict(k) for k in created], as_json)
 
 
@@ -76,7 +77,7 @@ def rotate(alg, as_json):
     JWKS for LATCHKEY_SIGNING_KEY_OVERLAP after that."""
     ring = current_app.extensions["latchkey"].keys
     try:
-        new = [ring.rotate(a) for a in (alg or SUPPORTED_ALGS)]
+        new = [admin.rotate(ring, a) for a in (alg or SUPPORTED_ALGS)]
     except RotationPending as exc:
         raise click.ClickException(f"a rotation is pending: {exc}") from exc
     emit([_as_dict(k) for k in new], as_json)
@@ -93,7 +94,7 @@ def revoke(kid, as_json):
     JWKS on an unknown kid). A kid may start with "-": write
     `flask keys revoke -- KID`."""
     try:
-        result = current_app.extensions["latchkey"].keys.revoke(kid)
+        result = admin.revoke(current_app.extensions["latchkey"].keys, kid)
     except UnknownKey as exc:
         raise click.ClickException(f"no signing key with kid {kid}") from exc
     emit(

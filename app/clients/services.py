@@ -9,7 +9,6 @@ from app.config import MAX_REFRESH_GRACE_SECONDS
 from app.extensions import db
 from app.keys.ring import DEFAULT_ALG, SUPPORTED_ALGS
 from app.models import Client
-from app.oauth.server import SCOPES_SUPPORTED
 from app.security.opaque_tokens import hash_token, new_token
 
 GRANT_TYPES = (
@@ -27,12 +26,22 @@ class InvalidClientMetadata(ValueError):
 MAX_URI_CHARS = 2000  # the width of the columns that hold them
 
 
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
+
+
 def _check_uri_text(uri, what: str) -> None:
     # RFC 3986 §2: no spaces or control characters in a URI, ever.
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_CHARS:
         raise InvalidClientMetadata(f"{what} must be 1 to {MAX_URI_CHARS} characters")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in uri):
         raise InvalidClientMetadata(f"{what} must not contain spaces: {uri!r}")
+
+
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def _check_backchannel_logout_uri(uri: str, production: bool) -> None:
@@ -52,6 +61,11 @@ def _check_backchannel_logout_uri(uri: str, production: bool) -> None:
         parsed.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError as exc:
         raise InvalidClientMetadata(f"{what} has an invalid port: {uri}") from exc
+
+
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def _check_redirect_uri(uri: str) -> None:
@@ -78,6 +92,11 @@ def _check_redirect_uri(uri: str) -> None:
     )
 
 
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
+
+
 def _check_id_token_alg(alg: str) -> None:
     # OIDC Dynamic Client Registration §2: one of the algorithms discovery
     # lists in id_token_signing_alg_values_supported.
@@ -85,6 +104,11 @@ def _check_id_token_alg(alg: str) -> None:
         raise InvalidClientMetadata(
             f"id token algorithm must be one of {', '.join(SUPPORTED_ALGS)}"
         )
+
+
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def create_client(
@@ -160,6 +184,11 @@ def create_client(
     return client, secret
 
 
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
+
+
 def _check_refresh_grace(seconds) -> None:
     if seconds is None:
         return
@@ -176,6 +205,11 @@ def _check_refresh_grace(seconds) -> None:
 UNSET = object()
 
 
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
+
+
 def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
     """Change a registered client's settings and commit; a setting not
     passed is left as it is (``refresh_grace_seconds=None`` goes back to
@@ -188,6 +222,11 @@ def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
         client.refresh_grace_seconds = refresh_grace_seconds
     db.session.commit()
     return client
+
+
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def set_id_token_alg(client_id: str, alg: str) -> Client:
@@ -205,10 +244,20 @@ def set_id_token_alg(client_id: str, alg: str) -> Client:
     return client
 
 
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
+
+
 def list_clients() -> list[Client]:
     return list(
         db.session.execute(select(Client).order_by(Client.created_at)).scalars()
     )
+
+
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def delete_client(client_id: str) -> bool:
@@ -219,6 +268,11 @@ def delete_client(client_id: str) -> bool:
     db.session.delete(client)
     db.session.commit()
     return True
+
+
+# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
+# that outlive the browser session.
+SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def client_as_dict(client: Client) -> dict:

@@ -10,7 +10,7 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.models import Client, Device, SecurityEvent
 from app.models.base import utcnow
-from app.web.sessions import describe_user_agent
+from app.models.device import describe_user_agent
 
 HISTORY_DAYS = 90
 # A page, not an export: enough for months of ordinary use, bounded against

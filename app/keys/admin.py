@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from app.events.services import EventTag, record_event
 from app.extensions import db
-from app.keys.ring import PURPOSE, SUPPORTED_ALGS
+from app.keys.ring import PURPOSE, SUPPORTED_ALGS, KeyRing
 from app.models import SigningKey, SigningKeyState
 from app.models.base import utcnow
 from app.security.crypto import KeyEncryption
@@ -176,3 +176,31 @@ def revoke_key(encryption: KeyEncryption, kid: str) -> Revocation:
     )
     db.session.commit()
     return Revocation(row, successor)
+
+
+def ensure_keys(ring: KeyRing) -> list[SigningKey]:
+    """The deploy step (`flask keys`): create a signing key for each algorithm
+    that has none (current or pending), then reload ``ring``. Safe to run from
+    several places at once. Commits; returns the keys created."""
+    created = create_first_keys(ring.encryption)
+    ring.reload()
+    return created
+
+
+def rotate(ring: KeyRing, alg: str) -> SigningKey:
+    """Pre-publish a new ``alg`` key that takes over signing after the ring's
+    ``prepublish_seconds``, then reload ``ring``. Commits; raises
+    RotationPending."""
+    new = rotate_key(
+        ring.encryption, alg, ring.prepublish_seconds, ring.overlap_seconds
+    )
+    ring.reload()
+    return new
+
+
+def revoke(ring: KeyRing, kid: str):
+    """Withdraw ``kid`` at once (removed from the JWKS, its tokens refused),
+    then reload ``ring``. Commits; raises UnknownKey."""
+    result = revoke_key(ring.encryption, kid)
+    ring.reload()
+    return result

@@ -125,7 +125,7 @@ class KeyRing:
         prepublish_seconds: int = 120,
         check_seconds: float = 5,
     ):
-        self._encryption = encryption
+        self.encryption = encryption
         self.overlap_seconds = overlap_seconds
         self.prepublish_seconds = prepublish_seconds
         self._check_seconds = check_seconds
@@ -166,7 +166,7 @@ class KeyRing:
             if key is None:
                 # Decrypted once per process, not per request.
                 private = json.loads(
-                    self._encryption.decrypt(row.private_encrypted, PURPOSE)
+                    self.encryption.decrypt(row.private_encrypted, PURPOSE)
                 )
                 key = self._decrypted[row.kid] = import_private(row.alg, private)
             public = {**row.public_jwk, "kid": row.kid, "alg": row.alg, "use": "sig"}
@@ -260,33 +260,3 @@ class KeyRing:
         if (version or 0) != view.version:
             view = self._current(fresh=True)
         return kid in view.verifying
-
-    # -- operator actions (app/keys/admin.py) -------------------------
-    def ensure_keys(self) -> list[SigningKey]:
-        """The deploy step: create a signing key for each algorithm that has
-        none (current or pending). Safe to run from several places at once.
-        Commits; returns the keys created."""
-        from app.keys.admin import create_first_keys
-
-        created = create_first_keys(self._encryption)
-        self.reload()
-        return created
-
-    def rotate(self, alg: str) -> SigningKey:
-        """Pre-publish a new ``alg`` key that takes over signing after
-        ``prepublish_seconds``. Commits; raises RotationPending."""
-        from app.keys.admin import rotate_key
-
-        new = rotate_key(
-            self._encryption, alg, self.prepublish_seconds, self.overlap_seconds
-        )
-        self.reload()
-        return new
-
-    def revoke(self, kid: str):
-        """Withdraw ``kid`` at once. Commits; raises UnknownKey."""
-        from app.keys.admin import revoke_key
-
-        result = revoke_key(self._encryption, kid)
-        self.reload()
-        return result

@@ -87,3 +87,36 @@ class BrowserSession(db.Model):
     upstream_provider: Mapped[str | None] = mapped_column(String(64), nullable=True)
     upstream_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
     upstream_sid: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+def describe_user_agent(ua: str) -> str:
+    """A short human name for a browser, e.g. 'Chrome on Linux'."""
+    browser = next(
+        (
+            name
+            for key, name in (
+                ("Edg/", "Edge"),
+                ("Firefox/", "Firefox"),
+                ("Chrome/", "Chrome"),
+                ("Safari/", "Safari"),
+            )
+            if key in ua
+        ),
+        "Browser",
+    )
+    system = next(
+        (
+            name
+            for key, name in (
+                ("Android", "Android"),
+                ("iPhone", "iOS"),
+                ("iPad", "iPadOS"),
+                ("Windows", "Windows"),
+                ("Mac OS", "macOS"),
+                ("Linux", "Linux"),
+            )
+            if key in ua
+        ),
+        None,
+    )
+    return f"{browser} on {system}" if system else browser

@@ -23,6 +23,7 @@ from authlib.oidc.core.grants.util import is_openid_scope
 from flask import request as flask_request
 from sqlalchemy import select, update
 
+from app.clients.services import SCOPES_SUPPORTED
 from app.cutoff.services import revoke_grant, session_is_live
 from app.events.services import EventTag, record_event
 from app.extensions import db
@@ -44,7 +45,6 @@ from app.oauth.refresh import RefreshRejected, RefreshRotation
 from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
 from app.security.opaque_tokens import hash_token, new_token
 
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 PASSWORD_RESET_REQUIRED = (
     "The account must choose a new password before tokens are issued; "

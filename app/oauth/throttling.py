@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from flask import Response, request
 
-from app.security.ratelimits import failure_limit
+from app.web.ratelimits import failure_limit
 
 # RFC 8628 §3.5: a device polling before the person decided is not failing.
 POLLING_ERRORS = {"authorization_pending", "slow_down"}

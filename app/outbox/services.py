@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -62,12 +62,25 @@ class DeliveryFailed(Exception):
     exception means the same, this one just reads better in last_error."""
 
 
-def default_handlers() -> dict[str, Handler]:
-    """The handler for every kind of message Latchkey queues."""
-    from app.logout import backchannel
-    from app.mail import services as mail
+_HANDLERS_KEY = "latchkey.outbox_handlers"
 
-    return {**backchannel.HANDLERS, **mail.HANDLERS}
+
+def register_handlers(app: Flask, handlers: Mapping[str, Handler]) -> None:
+    """Register the handlers of the kinds an owner queues (mail, back-channel
+    logout), once at start-up in create_app. The owners import the outbox to
+    queue; the outbox never imports them, so the layers stay one-way. A kind
+    registered twice raises ValueError."""
+    registered = app.extensions.setdefault(_HANDLERS_KEY, {})
+    clash = registered.keys() & handlers.keys()
+    if clash:
+        raise ValueError(f"outbox kinds registered twice: {sorted(clash)}")
+    registered.update(handlers)
+
+
+def registered_handlers() -> dict[str, Handler]:
+    """The handler for every kind of message this app queues (needs an app
+    context)."""
+    return dict(current_app.extensions.get(_HANDLERS_KEY, {}))
 
 
 # -- queueing -------------------------------------------------------------
@@ -131,7 +144,7 @@ def run_once(
     app context. A row that fails waits out its backoff, even within a run.
     """
     clock = (lambda: now) if now is not None else utcnow
-    handlers = default_handlers() if handlers is None else handlers
+    handlers = registered_handlers() if handlers is None else handlers
     if not handlers:
         return 0
     attempted = 0

@@ -139,7 +139,7 @@ def register_error_handlers(app):
     def too_many_requests(exc: HTTPException):
         """A rate limit refused the request: JSON for machines, a page for
         people, and Retry-After for both (RFC 6585 §4)."""
-        from app.security.ratelimits import retry_after_seconds
+        from app.web.ratelimits import retry_after_seconds
 
         seconds = retry_after_seconds()
         if _wants_json():

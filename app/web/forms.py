@@ -51,3 +51,8 @@ class Present:
     def __call__(self, form, field):
         if not field.raw_data:
             raise StopValidation("This field is missing.")
+
+
+class ConfirmForm(Form):
+    """A button and its CSRF token, nothing else: for actions whose only
+    input is the person's say-so (resend a verification email, confirm)."""

@@ -10,8 +10,8 @@ from flask import current_app
 from app.events.services import EventTag
 from app.extensions import db
 from app.models.base import utcnow
-from app.security.ratelimits import failure_limit
 from app.web.events import record_request_event
+from app.web.ratelimits import failure_limit
 from app.web.sessions import CurrentSession, client_ip, load_current_session
 
 
@@ -75,7 +75,7 @@ def _account_key() -> str:
 # Views that call confirmed/password_confirmed answer a wrong password
 # with 401. A session thief could otherwise guess the password (or a
 # recovery code) through these forms at speed. Only refusals (401) count, per account:
-# LATCHKEY_RATELIMIT_REAUTH, counted as app.security.ratelimits explains.
+# LATCHKEY_RATELIMIT_REAUTH, counted as app.web.ratelimits explains.
 reauth_limit = failure_limit(
     "reauth", _account_key, lambda response: response.status_code == 401
 )

@@ -18,6 +18,7 @@ from app.cutoff.services import end_session
 from app.extensions import db
 from app.models import Account, AccountStatus, BrowserSession, Device, SessionEnd
 from app.models.base import utcnow
+from app.models.device import describe_user_agent
 from app.security.opaque_tokens import hash_token, new_token
 
 DEVICE_COOKIE_MAX_AGE = 400 * 86400  # the longest lifetime browsers keep
@@ -143,39 +144,6 @@ def device_for_sign_in(account: Account) -> tuple[Device, bool]:
     db.session.add(device)
     _queue_cookie(device_cookie_name(), cookie, DEVICE_COOKIE_MAX_AGE)
     return device, True
-
-
-def describe_user_agent(ua: str) -> str:
-    """A short human name for a browser, e.g. 'Chrome on Linux'."""
-    browser = next(
-        (
-            name
-            for key, name in (
-                ("Edg/", "Edge"),
-                ("Firefox/", "Firefox"),
-                ("Chrome/", "Chrome"),
-                ("Safari/", "Safari"),
-            )
-            if key in ua
-        ),
-        "Browser",
-    )
-    system = next(
-        (
-            name
-            for key, name in (
-                ("Android", "Android"),
-                ("iPhone", "iOS"),
-                ("iPad", "iPadOS"),
-                ("Windows", "Windows"),
-                ("Mac OS", "macOS"),
-                ("Linux", "Linux"),
-            )
-            if key in ua
-        ),
-        None,
-    )
-    return f"{browser} on {system}" if system else browser
 
 
 def start_session(

@@ -10,8 +10,8 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account
-from app.web.accounts.forms import ConfirmForm
 from app.web.events import record_request_event
+from app.web.forms import ConfirmForm
 from app.web.sessions import (
     client_ip,
     device_for_sign_in,

@@ -1,7 +1,7 @@
 """Sign-in throttling: the failure limits on the password and second-factor
 steps, and the notice that tells an owner someone is guessing.
 
-The counting itself is app.security.ratelimits; this module says what is
+The counting itself is app.web.ratelimits; this module says what is
 counted (failed attempts per address, per email typed, per pending account)
 and what happens when a limit is reached: the owner hears about it by email
 once per window, however many attempts are refused.
@@ -20,14 +20,14 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account
-from app.security.ratelimits import (
+from app.web.events import record_request_event
+from app.web.ratelimits import (
     address_key,
     attempt_limit,
     failure_limit,
     ip_key,
     typed_email_key,
 )
-from app.web.events import record_request_event
 from app.web.sessions import client_ip, load_current_session
 from app.web.signin import PENDING_SECOND_FACTOR
 

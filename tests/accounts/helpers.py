@@ -23,11 +23,11 @@ import jwt
 import pyotp
 from sqlalchemy import select, update
 
+from app.accounts.totp import new_recovery_codes
 from app.extensions import db
 from app.models import Account, BrowserSession, OutboxMessage, SecurityEvent
 from app.models.base import utcnow
 from app.outbox.services import run_once
-from app.security.totp import new_recovery_codes
 from tests.flows.helpers import BROWSER_UA, csrf_token, form_inputs, pkce_pair
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

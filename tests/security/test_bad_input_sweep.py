@@ -48,6 +48,7 @@ from werkzeug.exceptions import HTTPException
 from app import create_app
 from app.events.services import EventTag
 from app.extensions import db
+from app.keys.admin import ensure_keys
 from app.models import BrowserSession
 from tests.accounts.helpers import (
     DEVICE_GRANT,
@@ -97,7 +98,7 @@ def sweep_app(app, base_env):
         }
     )
     with application.app_context():
-        application.extensions["latchkey"].keys.ensure_keys()
+        ensure_keys(application.extensions["latchkey"].keys)
         db.session.remove()
     return application
 

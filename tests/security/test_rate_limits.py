@@ -339,7 +339,7 @@ def test_endpoints_that_skip_the_limiter_carry_no_limit(app):
     from flask_limiter.util import get_qualified_name
 
     from app.extensions import limiter
-    from app.security.ratelimits import UNLIMITED_ENDPOINTS
+    from app.web.ratelimits import UNLIMITED_ENDPOINTS
 
     for endpoint in UNLIMITED_ENDPOINTS:
         view = app.view_functions[endpoint]

@@ -46,10 +46,6 @@ class SignupForm(Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
-class ConfirmForm(Form):
-    pass
-
-
 class ChangeEmailForm(Form):
     new_email = StringField("New email", validators=[DataRequired(), Length(max=320)])
     # Optional: an SSO-only account has none and proves itself upstream.

@@ -15,10 +15,10 @@ from flask import (
     url_for,
 )
 
+from app.accounts.totp import use_recovery_code
 from app.events.services import EventTag
 from app.extensions import db
 from app.federation.services import identities_of
-from app.security.totp import use_recovery_code
 from app.web.accounts.forms import ReauthForm
 from app.web.events import record_request_event
 from app.web.reauth import (

@@ -15,8 +15,9 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account, LinkPurpose
-from app.web.accounts.forms import ChangeEmailForm, ConfirmForm, SignupForm
+from app.web.accounts.forms import ChangeEmailForm, SignupForm
 from app.web.events import record_request_event
+from app.web.forms import ConfirmForm
 from app.web.reauth import needs_reauth, password_confirmed, reauth_limit
 from app.web.sessions import (
     load_current_session,

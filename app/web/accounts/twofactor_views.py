@@ -13,6 +13,7 @@ from flask import (
     url_for,
 )
 
+from app.accounts.totp import remaining_recovery_codes
 from app.accounts.twofactor import (
     ProofMissing,
     TotpAlreadyEnabled,
@@ -27,7 +28,6 @@ from app.accounts.twofactor import (
 )
 from app.events.services import EventTag
 from app.extensions import db
-from app.security.totp import remaining_recovery_codes
 from app.web.accounts.security_forms import (
     DisableTotpForm,
     EnableTotpForm,

@@ -12,11 +12,11 @@ from flask import (
 )
 
 from app.accounts.services import check_password, find_account
+from app.accounts.totp import use_recovery_code
 from app.events.services import EventTag
 from app.extensions import db
 from app.federation.services import identities_of
 from app.models import Account
-from app.security.totp import use_recovery_code
 from app.web.accounts.forms import LoginForm, LogoutForm, ProfileForm, SecondFactorForm
 from app.web.events import record_request_event
 from app.web.federation.forms import UnlinkForm

@@ -9,6 +9,7 @@ from flask import (
     url_for,
 )
 
+from app.devices.linking import UnknownUserCode, decide, find_pending
 from app.devices.services import (
     connected_devices,
     find_live_device,
@@ -18,8 +19,6 @@ from app.devices.services import (
 )
 from app.events.services import EventTag
 from app.extensions import db
-from app.oauth.device_flow import UnknownUserCode, decide, find_pending
-from app.security.ratelimits import failure_limit
 from app.web.common import form_expired
 from app.web.devices.forms import (
     DeviceDecisionForm,
@@ -29,6 +28,7 @@ from app.web.devices.forms import (
     UserCodeForm,
 )
 from app.web.events import record_request_event
+from app.web.ratelimits import failure_limit
 from app.web.reauth import (
     confirmed,
     needs_reauth,
@@ -59,7 +59,7 @@ def _account_and_ip() -> str:
 
 
 # Wrong codes count against the person and address; right ones are given
-# back (app.security.ratelimits explains why this holds under parallel tries).
+# back (app.web.ratelimits explains why this holds under parallel tries).
 link_limit = failure_limit(
     "link_code", _account_and_ip, lambda response: response.status_code == 400
 )

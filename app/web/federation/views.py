@@ -1,7 +1,6 @@
 """Sign-in through upstream OpenID Connect providers, and linking."""
 
 import requests
-from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
 from flask import (
     Blueprint,
     abort,
@@ -19,6 +18,7 @@ from joserfc.errors import JoseError
 from app.accounts.services import check_password, find_account
 from app.events.services import EventTag
 from app.extensions import csrf, db
+from app.federation.errors import UpstreamError, UpstreamStateMismatch
 from app.federation.services import (
     AccountDeactivated,
     EmailNotVouched,
@@ -39,11 +39,11 @@ from app.federation.upstream_logout import (
 )
 from app.models.base import utcnow
 from app.security.opaque_tokens import hash_token
-from app.security.ratelimits import failure_limit
 from app.web.common import form_expired
 from app.web.events import record_request_event
 from app.web.federation.forms import LinkExistingForm, UnlinkForm
 from app.web.metadata import not_advertised
+from app.web.ratelimits import failure_limit
 from app.web.reauth import mark_reauthenticated
 from app.web.sessions import (
     load_current_session,
@@ -128,7 +128,7 @@ def start(slug):
     except (
         UpstreamUnavailable,
         requests.RequestException,
-        OAuthError,
+        UpstreamError,
         ValueError,
         KeyError,
     ):
@@ -177,11 +177,11 @@ def callback(slug):
     try:
         token = client.authorize_access_token()
         claims = token.get("userinfo")
-    except MismatchingStateError:
+    except UpstreamStateMismatch:
         return _failure(
             "This sign-in link has expired", "Start again from the sign-in page.", 400
         )
-    except (OAuthError, JoseError, ValueError) as exc:
+    except (UpstreamError, JoseError, ValueError) as exc:
         current_app.logger.info("upstream %s answer rejected: %r", slug, exc)
         return _failure(
             "Sign-in was not completed",
@@ -509,7 +509,7 @@ def backchannel_logout(slug):
             jsonify(error="invalid_request", error_description="Bad logout token."),
             400,
         )
-    except (requests.RequestException, OAuthError, ValueError, KeyError):
+    except (requests.RequestException, UpstreamError, ValueError, KeyError):
         # Back-Channel Logout §2.8: the provider may retry later.
         return _no_store(jsonify(error="temporarily_unavailable"), 503)
     for account_id, sid in end_upstream_sessions(provider, claims):
