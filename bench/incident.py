@@ -41,7 +41,7 @@ from app.models import (  # noqa: E402
     SecurityEvent,
 )
 from app.models.base import utcnow  # noqa: E402
-from bench import data, server  # noqa: E402
+from bench import cpu, data, server  # noqa: E402
 
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtcmVhbC1zYWx0$bm90LWEtcmVhbC1oYXNo"
 SEED_BATCH = 10_000
@@ -58,6 +58,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="batches side by side")
     p.add_argument("--pg-admin-url", default=data.PG_ADMIN_URL)
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--start-when",
+        type=Path,
+        help="after seeding, wait until this file exists (seeding need not be "
+        "quiet; the timed runs should be)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        help="then wait up to this many seconds for a quiet machine",
+    )
     return p.parse_args(argv)
 
 
@@ -220,6 +232,12 @@ def main(argv=None) -> int:
         sso = len(range(0, args.accounts, args.sso_every))
         seeded = seed(app, args.accounts, args.sso_every)
         print(f"seeded {args.accounts} accounts ({sso} SSO-only) in {seeded:.1f} s")
+        if args.start_when is not None:
+            while not args.start_when.exists():
+                time.sleep(1)
+        if args.quiet_wait:
+            busy = cpu.wait_for_quiet(args.quiet_wait)
+            print(f"machine busy {busy:.0f}% of a core when the timed runs start")
         size = ("--batch-size", str(args.batch_size), "--jobs", str(args.jobs))
         load_before = os.getloadavg()
         stop = ("--max-batches", str(args.stop_after))
