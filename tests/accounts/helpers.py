@@ -19,7 +19,6 @@ from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import jwt
 import pyotp
 from sqlalchemy import select, update
 
@@ -28,7 +27,8 @@ from app.models import Account, BrowserSession, OutboxMessage, SecurityEvent
 from app.models.base import utcnow
 from app.outbox.services import run_once
 from app.security.totp import new_recovery_codes
-from tests.flows.helpers import BROWSER_UA, csrf_token, form_inputs, pkce_pair
+from tests.flows.helpers import BROWSER_UA, csrf_token, form_inputs
+from tests.support.oauth import pkce_pair
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOTP_PERIOD = 30  # RFC 6238 §4.1: X, the time step, 30 s by default
@@ -291,20 +291,6 @@ def authorize(web: Web, client, account, code: str | None = None, **extra):
     )
     assert tokens.status_code == 200, tokens.text
     return tokens.json | {"nonce": params["nonce"]}
-
-
-def verified_id_token(web: Web, id_token: str, client_id: str, issuer: str) -> dict:
-    """Check the ID token against the published JWKS, as a relying party does."""
-    jwks = web.get("/jwks.json").get_json()
-    kid = jwt.get_unverified_header(id_token)["kid"]
-    (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
-    return jwt.decode(
-        id_token,
-        jwt.PyJWK(jwk).key,
-        algorithms=[jwk["alg"]],
-        audience=client_id,
-        issuer=issuer,
-    )
 
 
 def refresh(web: Web, client, refresh_token: str):

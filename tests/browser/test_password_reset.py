@@ -9,6 +9,7 @@ from email.policy import default as default_policy
 from app.extensions import db
 from app.outbox.services import run_once
 from tests.flows.helpers import TIMEOUT, new_browser, refresh, tokens_for
+from tests.support.chromium import submit_sign_in
 
 NEW_PASSWORD = "lantern orchard pebble 1987"
 
@@ -63,8 +64,6 @@ def test_reset_from_the_emailed_link_signs_out_other_devices(
     )
     assert signed_out.status_code == 302
 
-    page.fill("#email", account.email)
-    page.fill("#password", NEW_PASSWORD)
-    page.click("button[type=submit]")
+    submit_sign_in(page, account, password=NEW_PASSWORD)
     page.wait_for_selector("#account-email")
     assert page.inner_text("#account-email") == account.email
