@@ -10,11 +10,11 @@ next (the limiter's Redis is shared by the whole run).
 from __future__ import annotations
 
 import base64
-import email
 import re
 import secrets
 import time
 from datetime import timedelta
+from email.message import EmailMessage
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -25,9 +25,9 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import Account, BrowserSession, OutboxMessage, SecurityEvent
 from app.models.base import utcnow
-from app.outbox.services import run_once
 from app.security.totp import new_recovery_codes
 from tests.flows.helpers import BROWSER_UA, csrf_token, form_inputs
+from tests.support.mail import deliver_mail, mailed
 from tests.support.oauth import pkce_pair
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -225,16 +225,10 @@ def queued_subjects(app, to: str) -> list[str]:
     return subjects
 
 
-def delivered_mail(app, mail_dir: Path, to: str) -> list[email.message.Message]:
+def delivered_mail(app, mail_dir: Path, to: str) -> list[EmailMessage]:
     """Run the outbox worker once, then read the .eml files written for ``to``."""
-    with app.app_context():
-        run_once()
-        db.session.remove()
-    name = to.replace("@", "_at_")
-    return [
-        email.message_from_bytes(path.read_bytes())
-        for path in sorted(mail_dir.glob(f"*-{name}.eml"))
-    ]
+    deliver_mail(app)
+    return mailed(mail_dir, to)
 
 
 # -- OAuth against the in-process app ---------------------------------------
