@@ -1,6 +1,10 @@
 """Test fixtures: a fresh database per run (SQLite or PostgreSQL, chosen by
 LATCHKEY_TEST_DB), the schema from the Alembic migrations, tables emptied
-between tests, and live server processes on 127.0.0.1."""
+between tests, and live server processes on 127.0.0.1.
+
+The fixtures every folder shares on top of these (the issuer, its keys, a
+person, clients of each kind, browsers) are in tests/support/fixtures.py,
+Chromium in tests/support/chromium.py: loaded here as plugins."""
 
 import base64
 import os
@@ -19,6 +23,8 @@ from sqlalchemy import text
 from app import create_app
 from app.extensions import db
 from tests.factories import Factories
+
+pytest_plugins = ["tests.support.fixtures", "tests.support.chromium"]
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT_TABLES = {"alembic_version", "signing_keys", "signing_key_state"}
@@ -354,37 +360,3 @@ def upstream(tmp_path_factory, upstream_port, upstream_secret, server_port, log_
             with upstream_app.app_context():
                 db.session.remove()
                 db.engine.dispose()
-
-
-# -- a real browser ----------------------------------------------------------
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """A headless Chromium shared by every browser test in the run."""
-    if not CHROMIUM.exists():
-        # Never a skip: a suite that passes without its browser tests proves
-        # nothing about the pages (make test installs chromium first).
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page in its own context: no cookies carried between tests."""
-    context = browser.new_context()
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()

@@ -9,14 +9,14 @@ import jwt
 import pytest
 
 from app.keys.ring import InvalidJWT
+from tests.support.oauth import published_key
 
 CLAIMS = {"iss": "https://issuer.example", "sub": "someone", "exp": 2_000_000_000}
 
 
 def _jwks_key(app, token):
-    kid = jwt.get_unverified_header(token)["kid"]
-    keys = json.loads(app.extensions["latchkey"].keys.jwks_json())["keys"]
-    return jwt.PyJWK(next(k for k in keys if k["kid"] == kid))
+    """The published key (the JWKS document) the token's kid names."""
+    return published_key(token, json.loads(app.extensions["latchkey"].keys.jwks_json()))
 
 
 def _segment(value: dict) -> str:

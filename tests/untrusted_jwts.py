@@ -6,14 +6,11 @@ or the token's own shape. The signature is random, so none of them is ever
 valid; the point is what the server answers (a 4xx, never a 500).
 """
 
-import base64
 import json
 import secrets
 import time
 
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+from tests.support.oauth import b64url
 
 
 def _segment(value) -> str:

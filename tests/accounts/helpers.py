@@ -10,16 +10,15 @@ next (the limiter's Redis is shared by the whole run).
 from __future__ import annotations
 
 import base64
-import email
 import re
 import secrets
 import time
 from datetime import timedelta
+from email.message import EmailMessage
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import jwt
 import pyotp
 from sqlalchemy import select, update
 
@@ -27,8 +26,9 @@ from app.accounts.totp import new_recovery_codes
 from app.extensions import db
 from app.models import Account, BrowserSession, OutboxMessage, SecurityEvent
 from app.models.base import utcnow
-from app.outbox.services import run_once
-from tests.flows.helpers import BROWSER_UA, csrf_token, form_inputs, pkce_pair
+from tests.flows.helpers import BROWSER_UA, csrf_token, form_inputs
+from tests.support.mail import deliver_mail, mailed
+from tests.support.oauth import pkce_pair
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOTP_PERIOD = 30  # RFC 6238 §4.1: X, the time step, 30 s by default
@@ -225,16 +225,10 @@ def queued_subjects(app, to: str) -> list[str]:
     return subjects
 
 
-def delivered_mail(app, mail_dir: Path, to: str) -> list[email.message.Message]:
+def delivered_mail(app, mail_dir: Path, to: str) -> list[EmailMessage]:
     """Run the outbox worker once, then read the .eml files written for ``to``."""
-    with app.app_context():
-        run_once()
-        db.session.remove()
-    name = to.replace("@", "_at_")
-    return [
-        email.message_from_bytes(path.read_bytes())
-        for path in sorted(mail_dir.glob(f"*-{name}.eml"))
-    ]
+    deliver_mail(app)
+    return mailed(mail_dir, to)
 
 
 # -- OAuth against the in-process app ---------------------------------------
@@ -291,20 +285,6 @@ def authorize(web: Web, client, account, code: str | None = None, **extra):
     )
     assert tokens.status_code == 200, tokens.text
     return tokens.json | {"nonce": params["nonce"]}
-
-
-def verified_id_token(web: Web, id_token: str, client_id: str, issuer: str) -> dict:
-    """Check the ID token against the published JWKS, as a relying party does."""
-    jwks = web.get("/jwks.json").get_json()
-    kid = jwt.get_unverified_header(id_token)["kid"]
-    (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
-    return jwt.decode(
-        id_token,
-        jwt.PyJWK(jwk).key,
-        algorithms=[jwk["alg"]],
-        audience=client_id,
-        issuer=issuer,
-    )
 
 
 def refresh(web: Web, client, refresh_token: str):

@@ -33,7 +33,8 @@ from tests.accounts.helpers import (
     submit_password,
     wrong_code,
 )
-from tests.flows.helpers import csrf_token, pkce_pair
+from tests.flows.helpers import csrf_token
+from tests.support.oauth import pkce_pair
 
 
 @pytest.fixture

@@ -71,27 +71,6 @@ def rp(factories):
     return factories.client(first_party=True, name="Notes")
 
 
-@pytest.fixture
-def tv(factories):
-    return factories.client(
-        redirect_uri=None,
-        public=True,
-        grant_types=["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
-        name="Living Room TV",
-    )
-
-
-@pytest.fixture
-def rs(factories):
-    """A resource server that may introspect (RFC 7662 §4)."""
-    return factories.client(
-        redirect_uri=None,
-        grant_types=["client_credentials"],
-        may_introspect=True,
-        name="Photo API",
-    )
-
-
 def _everything(web, person, rp, tv):
     """Tokens from a code flow and a device flow, plus an approved device
     code not yet collected by the TV."""

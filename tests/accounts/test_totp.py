@@ -30,15 +30,10 @@ from tests.accounts.helpers import (
     steady_step,
     submit_password,
     submit_second_factor,
-    verified_id_token,
     wrong_code,
 )
 from tests.flows.helpers import csrf_token
-
-
-@pytest.fixture
-def person(factories):
-    return factories.account(name="Grace Hopper")
+from tests.support.oauth import verify_id_token
 
 
 @pytest.fixture
@@ -226,8 +221,13 @@ def test_id_token_says_two_factors_were_used(app, factories, base_env):
 
     tokens = authorize(browser, rp, person, code=code_at(secret, steady_step()))
 
-    claims = verified_id_token(
-        browser, tokens["id_token"], rp.client_id, base_env["LATCHKEY_ISSUER"]
+    claims = verify_id_token(
+        tokens["id_token"],
+        browser.get("/jwks.json").get_json(),  # the in-process app's JWKS
+        base_env["LATCHKEY_ISSUER"],
+        rp.client_id,
+        nonce=tokens["nonce"],
+        access_token=tokens["access_token"],
     )
     assert claims["sub"] == person.id
     assert claims["nonce"] == tokens["nonce"]

@@ -1,6 +1,6 @@
 """Browser fixtures: a stand-in relying party that receives the redirect.
-The headless Chromium (``browser``, ``page``) is in tests/conftest.py: one
-per run, shared with the conformance suite."""
+The headless Chromium (``chromium``, ``page``) is in
+tests/support/chromium.py: one per run, shared with the conformance suite."""
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

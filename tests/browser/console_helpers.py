@@ -1,9 +1,8 @@
-"""Helpers for the account-console browser tests: sign in, authorize an
-app through its consent page and exchange the code, as a person and a
-relying party would."""
+"""Helpers for the account-console browser tests: authorize an app through
+its consent page and exchange the code, as a person and a relying party
+would, and axe-core's check of a page. Signing in is the shared step of
+tests/support/chromium.py."""
 
-import base64
-import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -11,6 +10,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+
+from tests.support.chromium import answer_consent
+from tests.support.oauth import pkce_pair
 
 TIMEOUT = 10
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
@@ -47,24 +49,10 @@ def assert_accessible(page, axe_source: str, name: str, viewport: str) -> None:
         page.screenshot(path=f"{folder}/{name}-{viewport}.png", full_page=True)
 
 
-def sign_in(page, base_url: str, account) -> None:
-    """Sign in at /login in ``page``; ends on the account page."""
-    page.goto(base_url + "/login")
-    page.fill("#email", account.email)
-    page.fill("#password", account.password)
-    page.click("main button[type=submit]")
-    page.wait_for_url(base_url + "/account")
-
-
 def authorize(page, base_url: str, client, scope: str) -> dict:
     """Run the code flow for ``client`` in ``page`` (approving the consent
     page if it shows) and exchange the code; returns the token response."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = (
-        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        .rstrip(b"=")
-        .decode()
-    )
+    verifier, challenge = pkce_pair()
     query = urlencode(
         {
             "response_type": "code",
@@ -79,7 +67,7 @@ def authorize(page, base_url: str, client, scope: str) -> dict:
     )
     page.goto(f"{base_url}/authorize?{query}")
     if page.locator("#approve").count():
-        page.click("#approve")
+        answer_consent(page)
     page.wait_for_url(client.redirect_uri + "?*")
     (code,) = parse_qs(urlsplit(page.url).query)["code"]
     response = requests.post(

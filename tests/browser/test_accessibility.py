@@ -7,12 +7,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.console_helpers import (
-    assert_accessible,
-    authorize,
-    axe_script,
-    sign_in,
-)
+from tests.browser.console_helpers import assert_accessible, authorize, axe_script
+from tests.support.chromium import new_page, sign_in, submit_sign_in
 
 VIEWPORTS = {
     "desktop": {"width": 1280, "height": 900},
@@ -62,13 +58,10 @@ def _signed_in_pages(device_id: str, client_id: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
 def test_no_serious_accessibility_violation_on_any_page(
-    live_server, factories, browser, relying_party, axe_source, viewport
+    live_server, factories, chromium, relying_party, axe_source, viewport
 ):
     # bypass_csp: our CSP rightly refuses inline scripts, axe is one.
-    context = browser.new_context(viewport=VIEWPORTS[viewport], bypass_csp=True)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    try:
+    with new_page(chromium, viewport=VIEWPORTS[viewport], bypass_csp=True) as page:
         base = live_server.url
         for name, path in _signed_out_pages(base):
             page.goto(base + path)
@@ -79,9 +72,7 @@ def test_no_serious_accessibility_violation_on_any_page(
             redirect_uri=relying_party.url + "/cb", name="Photo album"
         )
         page.goto(base + "/login")
-        page.fill("#email", person.email)
-        page.fill("#password", "not the password")
-        page.click("main button[type=submit]")
+        submit_sign_in(page, person, password="not the password")
         _check(page, axe_source, "sign-in-error", viewport)
         sign_in(page, base, person)
 
@@ -112,5 +103,3 @@ def test_no_serious_accessibility_violation_on_any_page(
         for name, path in _signed_in_pages(device_id, client.client_id):
             page.goto(base + path)
             _check(page, axe_source, name, viewport)
-    finally:
-        context.close()

@@ -9,12 +9,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Account, BrowserSession, SecurityEvent
-from tests.browser.console_helpers import (
-    authorize,
-    flash_text,
-    refresh,
-    sign_in,
-)
+from tests.browser.console_helpers import authorize, flash_text, refresh
+from tests.support.chromium import new_page, sign_in, submit_sign_in
 
 SCOPE = "openid profile email offline_access"
 
@@ -101,12 +97,10 @@ def test_remove_access_cuts_one_app_off_and_not_another(
 
 
 def test_device_sign_out_asks_first_says_so_and_leaves_the_list(
-    live_server, factories, browser
+    live_server, factories, chromium
 ):
     person = factories.account()
-    contexts = [browser.new_context() for _ in range(2)]
-    try:
-        here, other = (c.new_page() for c in contexts)
+    with new_page(chromium) as here, new_page(chromium) as other:
         sign_in(here, live_server.url, person)
         sign_in(other, live_server.url, person)
         here.goto(live_server.url + "/account/devices")
@@ -146,9 +140,6 @@ def test_device_sign_out_asks_first_says_so_and_leaves_the_list(
         history = here.goto(live_server.url + "/account/security")
         assert history.ok
         assert "Device signed out" in here.inner_text("#security-events")
-    finally:
-        for context in contexts:
-            context.close()
 
 
 def test_destructive_actions_ask_first(app, live_server, factories, page):
@@ -206,9 +197,7 @@ def test_sso_only_person_reauthenticates_upstream_to_sign_out_everywhere(
     page.goto(live_server.url + "/login")
     page.click("#provider-upstream")
     page.wait_for_url(upstream.url + "/login?*")
-    page.fill("#email", person.email)
-    page.fill("#password", person.password)
-    page.click("main button[type=submit]")
+    submit_sign_in(page, person)
     page.wait_for_url(live_server.url + "/account")
     rp = factories.client(redirect_uri=relying_party.url + "/cb", name="Notes")
     tokens = authorize(page, live_server.url, rp, SCOPE)
@@ -224,9 +213,7 @@ def test_sso_only_person_reauthenticates_upstream_to_sign_out_everywhere(
     # prompt=login: the upstream asks for the password again although its
     # own session is alive.
     page.wait_for_url(upstream.url + "/login?*")
-    page.fill("#email", person.email)
-    page.fill("#password", person.password)
-    page.click("main button[type=submit]")
+    submit_sign_in(page, person)
     page.wait_for_url(live_server.url + "/account/devices/sign-out-all")
     assert "that is confirmed" in flash_text(page)
     page.click("#confirm")

@@ -7,6 +7,9 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 
+from tests.support.chromium import answer_consent, submit_sign_in
+from tests.support.oauth import jwks_client, verify_id_token
+
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
@@ -22,27 +25,9 @@ def _poll(issuer: str, client_id: str, device_code: str) -> requests.Response:
     )
 
 
-def _verified(issuer: str, token: str, client_id: str) -> dict:
-    jwks = requests.get(issuer + "/jwks.json", timeout=5).json()
-    kid = jwt.get_unverified_header(token)["kid"]
-    (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
-    return jwt.decode(
-        token,
-        jwt.PyJWK(jwk).key,
-        algorithms=[jwk["alg"]],
-        audience=client_id,
-        issuer=issuer,
-    )
-
-
 def test_link_a_tv_in_the_browser(live_server, factories, page):
     issuer = live_server.url
-    tv = factories.client(
-        redirect_uri=None,
-        public=True,
-        grant_types=[DEVICE_GRANT, "refresh_token"],
-        name="Cinema app",
-    )
+    tv = factories.client(device=True, name="Cinema app")
     account = factories.account()
 
     # The TV asks for codes and shows the person where to go.
@@ -65,9 +50,7 @@ def test_link_a_tv_in_the_browser(live_server, factories, page):
     # The person goes to /link on a phone or laptop and is asked to sign in.
     page.goto(started["verification_uri"])
     assert urlsplit(page.url).path == "/login"
-    page.fill("#email", account.email)
-    page.fill("#password", account.password)
-    page.click("button[type=submit]")
+    submit_sign_in(page, account)
     page.wait_for_selector("#user_code")
     assert urlsplit(page.url).path == "/link"
 
@@ -77,7 +60,7 @@ def test_link_a_tv_in_the_browser(live_server, factories, page):
     page.wait_for_selector("#approve")
     assert page.inner_text("#device-name") == "Lounge TV"
     assert "Cinema app" in page.inner_text("body")
-    page.click("#approve")
+    answer_consent(page)
     page.wait_for_selector("#result")
     assert page.inner_text("#result") == "Device linked"
 
@@ -87,7 +70,13 @@ def test_link_a_tv_in_the_browser(live_server, factories, page):
     tokens = response.json()
     assert tokens["token_type"] == "Bearer"
     assert tokens["refresh_token"]
-    id_token = _verified(issuer, tokens["id_token"], tv.client_id)
+    id_token = verify_id_token(
+        tokens["id_token"],
+        jwks_client(issuer),
+        issuer,
+        tv.client_id,
+        access_token=tokens["access_token"],
+    )
     assert id_token["sub"] == account.id
     access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert access["sub"] == account.id

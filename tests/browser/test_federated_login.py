@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Account, FederatedIdentity
+from tests.support.chromium import submit_sign_in
 
 
 def test_continue_with_upstream_sso(live_server, upstream, app, page):
@@ -19,9 +20,7 @@ def test_continue_with_upstream_sso(live_server, upstream, app, page):
 
     # The upstream's own login page, on its own origin.
     page.wait_for_url(upstream.url + "/login?*")
-    page.fill("#email", person.email)
-    page.fill("#password", person.password)
-    page.click("button[type=submit]")
+    submit_sign_in(page, person)
 
     # First-party at the upstream: no consent page, straight back, signed in.
     page.wait_for_url(live_server.url + "/account")

@@ -8,12 +8,14 @@ import os
 import secrets
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import requests
 
 from tests.browser.console_helpers import assert_accessible, axe_script
 from tests.conftest import ROOT, LiveServer, free_port
+from tests.support.chromium import answer_consent, new_page, submit_sign_in
 
 
 @pytest.fixture
@@ -52,48 +54,45 @@ def _dev_setup(env: dict, *args: str) -> dict[str, str]:
     }
 
 
-def test_printed_url_ends_on_verified_claims(demo_server, browser):
+def test_printed_url_ends_on_verified_claims(demo_server, chromium):
     server, env = demo_server
-    context = browser.new_context(bypass_csp=True)  # for axe, an inline script
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    printed = _dev_setup(env)
-    assert printed["open"] == server.url + "/demo/start"
-    password = printed["password"].split()[0]
+    with new_page(chromium, bypass_csp=True) as page:  # axe is an inline script
+        printed = _dev_setup(env)
+        assert printed["open"] == server.url + "/demo/start"
+        password = printed["password"].split()[0]
 
-    page.goto(printed["open"])
-    page.wait_for_url(server.url + "/login?*")
-    page.fill("#email", printed["account"])
-    page.fill("#password", password)
-    page.click("main button[type=submit]")
-    page.click("#approve")  # the demo app is a third party: it asks first
-    page.wait_for_url(server.url + "/demo/callback?*")
-    claims = json.loads(page.inner_text("#id-token-claims"))
-    assert claims["iss"] == server.url
-    assert claims["aud"] == "demo-rp"
-    assert claims["email"] == printed["account"]
-    assert claims["name"] == "Demo Person"
-    assert "verified against" in page.inner_text("main")
-    assert_accessible(page, axe_script(), "demo-rp", "desktop")
-    page.set_viewport_size({"width": 390, "height": 844})
-    assert_accessible(page, axe_script(), "demo-rp", "phone")
-    tokens = json.loads(page.inner_text("#tokens"))
-    assert tokens["token_type"] == "Bearer"
-    assert tokens["refresh_token"]
+        page.goto(printed["open"])
+        page.wait_for_url(server.url + "/login?*")
+        submit_sign_in(
+            page, SimpleNamespace(email=printed["account"], password=password)
+        )
+        answer_consent(page)  # the demo app is a third party: it asks first
+        page.wait_for_url(server.url + "/demo/callback?*")
+        claims = json.loads(page.inner_text("#id-token-claims"))
+        assert claims["iss"] == server.url
+        assert claims["aud"] == "demo-rp"
+        assert claims["email"] == printed["account"]
+        assert claims["name"] == "Demo Person"
+        assert "verified against" in page.inner_text("main")
+        assert_accessible(page, axe_script(), "demo-rp", "desktop")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert_accessible(page, axe_script(), "demo-rp", "phone")
+        tokens = json.loads(page.inner_text("#tokens"))
+        assert tokens["token_type"] == "Bearer"
+        assert tokens["refresh_token"]
 
-    # Again, after a "restart": a URL that works, the same account, no
-    # password shown (it is only stored hashed) and nothing reset.
-    again = _dev_setup(env, "--show")
-    assert again["open"] == printed["open"]
-    assert password not in again["password"]
-    page.goto(again["open"])
-    page.wait_for_url(server.url + "/demo/callback?*")  # still signed in
-    assert json.loads(page.inner_text("#id-token-claims"))["sub"] == claims["sub"]
+        # Again, after a "restart": a URL that works, the same account, no
+        # password shown (it is only stored hashed) and nothing reset.
+        again = _dev_setup(env, "--show")
+        assert again["open"] == printed["open"]
+        assert password not in again["password"]
+        page.goto(again["open"])
+        page.wait_for_url(server.url + "/demo/callback?*")  # still signed in
+        assert json.loads(page.inner_text("#id-token-claims"))["sub"] == claims["sub"]
 
-    # A forgotten demo password can be replaced.
-    renewed = _dev_setup(env, "--new-password")["password"].split()[0]
-    assert renewed != password
-    context.close()
+        # A forgotten demo password can be replaced.
+        renewed = _dev_setup(env, "--new-password")["password"].split()[0]
+        assert renewed != password
 
 
 def test_demo_callback_refuses_what_it_did_not_start(demo_server, live_server):

@@ -1,40 +1,21 @@
 """A person signs in and consents in a real browser; the relying party gets a
 code that exchanges for tokens."""
 
-import base64
-import hashlib
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import requests
 
-
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def _verified_id_token(issuer: str, id_token: str, client_id: str) -> dict:
-    """Decode ``id_token`` against the published JWKS, as a relying party does."""
-    jwks = requests.get(issuer + "/jwks.json", timeout=5).json()
-    kid = jwt.get_unverified_header(id_token)["kid"]
-    (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
-    return jwt.decode(
-        id_token,
-        jwt.PyJWK(jwk).key,
-        algorithms=[jwk["alg"]],
-        audience=client_id,
-        issuer=issuer,
-    )
+from tests.support.chromium import answer_consent, submit_sign_in
+from tests.support.oauth import jwks_client, pkce_pair, verify_id_token
 
 
 def test_sign_in_consent_and_code_exchange(live_server, factories, page, relying_party):
     redirect_uri = relying_party.url + "/callback"
     client = factories.client(redirect_uri=redirect_uri, name="Browser RP")
     account = factories.account()
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     query = urlencode(
         {
@@ -51,15 +32,13 @@ def test_sign_in_consent_and_code_exchange(live_server, factories, page, relying
 
     page.goto(f"{live_server.url}/authorize?{query}")
     assert urlsplit(page.url).path == "/login"
-    page.fill("#email", account.email)
-    page.fill("#password", account.password)
-    page.click("button[type=submit]")
+    submit_sign_in(page, account)
 
     page.wait_for_selector("#approve")
     assert urlsplit(page.url).path == "/authorize"
     assert "Browser RP wants to use your account" in page.inner_text("h1")
     assert account.email in page.inner_text("body")
-    page.click("#approve")
+    answer_consent(page)
 
     page.wait_for_url(redirect_uri + "?*")
     assert "got it" in page.content()
@@ -95,7 +74,14 @@ def test_sign_in_consent_and_code_exchange(live_server, factories, page, relying
     assert tokens["refresh_token"]
     access_header = jwt.get_unverified_header(tokens["access_token"])
     assert access_header["typ"].lower() == "at+jwt"
-    claims = _verified_id_token(live_server.url, tokens["id_token"], client.client_id)
+    claims = verify_id_token(
+        tokens["id_token"],
+        jwks_client(live_server.url),
+        live_server.url,
+        client.client_id,
+        nonce=nonce,
+        access_token=tokens["access_token"],
+    )
     assert claims["sub"] == account.id
     assert claims["nonce"] == nonce
     assert claims["email"] == account.email

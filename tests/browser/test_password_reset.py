@@ -2,33 +2,13 @@
 was emailed to them, with "Sign out connected devices" left ticked, and the
 other device's tokens stop working."""
 
-import email
 import re
-from email.policy import default as default_policy
 
-from app.extensions import db
-from app.outbox.services import run_once
 from tests.flows.helpers import TIMEOUT, new_browser, refresh, tokens_for
+from tests.support.chromium import submit_sign_in
+from tests.support.mail import deliver_mail, mailed_link
 
 NEW_PASSWORD = "lantern orchard pebble 1987"
-
-
-def _reset_link(mail_dir, address: str) -> str:
-    for path in sorted(mail_dir.glob("*.eml"), reverse=True):
-        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
-        if message["To"] != address:
-            continue
-        text = message.get_body(("plain",)).get_content()
-        found = re.search(r"(https?://\S+/password/reset/\S+)", text)
-        if found:
-            return found.group(1)
-    raise AssertionError(f"no reset link mailed to {address}")
-
-
-def _deliver_mail(app):
-    with app.app_context():
-        run_once()
-        db.session.remove()
 
 
 def test_reset_from_the_emailed_link_signs_out_other_devices(
@@ -47,8 +27,8 @@ def test_reset_from_the_emailed_link_signs_out_other_devices(
     page.click("button[type=submit]")
     page.wait_for_selector("#sent")
 
-    _deliver_mail(app)
-    page.goto(_reset_link(mail_dir, account.email))
+    deliver_mail(app)
+    page.goto(mailed_link(mail_dir, account.email, "/password/reset/"))
     assert page.is_checked("#sign_out_everywhere")  # ticked by default
     page.fill("#password", NEW_PASSWORD)
     page.click("#save-password")
@@ -63,8 +43,6 @@ def test_reset_from_the_emailed_link_signs_out_other_devices(
     )
     assert signed_out.status_code == 302
 
-    page.fill("#email", account.email)
-    page.fill("#password", NEW_PASSWORD)
-    page.click("button[type=submit]")
+    submit_sign_in(page, account, password=NEW_PASSWORD)
     page.wait_for_selector("#account-email")
     assert page.inner_text("#account-email") == account.email

@@ -3,21 +3,9 @@ renders (inline SVG, allowed by the page's CSP), the secret shown as text
 gives a code an authenticator app would compute, and the recovery codes
 appear once."""
 
-import time
 from urllib.parse import urlsplit
 
-import pyotp
-
-TOTP_PERIOD = 30  # RFC 6238 §4.1
-
-
-def _wait_for_a_steady_step(min_left: float = 5.0) -> None:
-    # The server accepts the previous, current and next step; a code typed
-    # in the last moments of a step is still fine, this only avoids a race
-    # with the clock while the page submits.
-    left = TOTP_PERIOD - time.time() % TOTP_PERIOD
-    if left < min_left:
-        time.sleep(left + 0.05)
+from tests.support.chromium import enter_totp_code, sign_in
 
 
 def test_enrol_with_an_authenticator_code(live_server, factories, page):
@@ -32,10 +20,7 @@ def test_enrol_with_an_authenticator_code(live_server, factories, page):
         ),
     )
 
-    page.goto(f"{live_server.url}/login")
-    page.fill("#email", account.email)
-    page.fill("#password", account.password)
-    page.click("button[type=submit]")
+    sign_in(page, live_server.url, account)
     page.wait_for_selector("#account-email")
 
     assert "off" in page.inner_text("#two-factor")
@@ -52,8 +37,7 @@ def test_enrol_with_an_authenticator_code(live_server, factories, page):
     assert box["height"] > 100
     secret = page.inner_text("#totp-secret").replace(" ", "")
 
-    _wait_for_a_steady_step()
-    page.fill("#code", pyotp.TOTP(secret).now())
+    enter_totp_code(page, secret)
     page.click("#enable")
 
     page.wait_for_selector("#recovery-codes")

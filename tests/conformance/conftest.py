@@ -1,7 +1,9 @@
 """The conformance suite's fixtures: one node process running a relying party
 built on panva's openid-client (rp.mjs), given nothing but the issuer URL;
 clients registered with Latchkey through the factories and handed to it;
-Chromium (tests/conftest.py) as the person.
+Chromium (tests/support/chromium.py) as the person. ``issuer`` (the live
+server's URL, the only thing the suite knows about Latchkey) and
+``person`` are the shared fixtures of tests/support/fixtures.py.
 
 No Latchkey endpoint path appears here or in the tests: the RP finds every
 endpoint in the discovery document, and the person follows links and
@@ -10,12 +12,6 @@ redirects."""
 import pytest
 
 from tests.conformance.relying_party import NodeRP, RegisteredClient
-
-
-@pytest.fixture(scope="session")
-def issuer(live_server):
-    """The only thing the suite knows about Latchkey."""
-    return live_server.url
 
 
 @pytest.fixture(scope="session")
@@ -73,17 +69,7 @@ def native_app(register, node_rp):
 @pytest.fixture
 def resource_server(register):
     """An API that introspects the tokens it is shown (RFC 7662 §2.1)."""
-    return register(
-        redirect_uri=None,
-        grant_types=["client_credentials"],
-        may_introspect=True,
-        name="Conformance API",
-    )
-
-
-@pytest.fixture
-def person(factories):
-    return factories.account(name="Grace Hopper")
+    return register(machine=True, may_introspect=True, name="Conformance API")
 
 
 @pytest.fixture

@@ -1,20 +1,14 @@
 """What the person does in Chromium: follow the link the relying party gives,
-sign in and answer the questions Latchkey's pages ask. Pages are found by
-their form fields, never by path."""
+sign in and answer the questions Latchkey's pages ask, with the shared steps
+of tests/support/chromium.py. Pages are found by their form fields, never by
+path."""
 
 from tests.conformance.relying_party import NodeRP
+from tests.support.chromium import answer_consent, submit_sign_in
 
 SIGN_IN = "#password"
 CONSENT = "#approve"
-DENY = "#deny"
 BACK_AT_RP = "#rp"
-
-
-def sign_in(page, account) -> None:
-    """Fill in and send the sign-in form now on ``page``."""
-    page.fill("#email", account.email)
-    page.fill("#password", account.password)
-    page.click("form:has(#password) button[type=submit]")
 
 
 def authorize(
@@ -37,10 +31,10 @@ def authorize(
     page.goto(start["url"])
     page.wait_for_selector(f"{SIGN_IN}, {CONSENT}, {BACK_AT_RP}")
     if page.locator(SIGN_IN).count():
-        sign_in(page, account)
+        submit_sign_in(page, account)
         page.wait_for_selector(f"{CONSENT}, {BACK_AT_RP}")
     if page.locator(CONSENT).count():
-        page.click(CONSENT if approve else DENY)
+        answer_consent(page, approve)
     page.wait_for_selector(BACK_AT_RP)
     assert page.url.startswith(node_rp.redirect_uri + "?")
     return {"start": start, "result": node_rp.result(start["state"])}

@@ -36,8 +36,8 @@ from tests.flows.helpers import (
     refresh,
     sign_in,
     tokens_for,
-    verify_jwt,
 )
+from tests.support.oauth import verify_id_token
 
 LOGIN_SUCCESS = "account:login:success"
 LOGIN_FAILURE = "account:login:failure"
@@ -347,8 +347,13 @@ def test_relying_party_id_token_says_fed(
 
     tokens = tokens_for(browser, base_url, None, rp)
 
-    claims = verify_jwt(
-        tokens["id_token"], jwks, base_url, rp.client_id, require=["amr", "nonce"]
+    claims = verify_id_token(
+        tokens["id_token"],
+        jwks,
+        base_url,
+        rp.client_id,
+        access_token=tokens["access_token"],
+        require=["amr", "nonce"],
     )
     assert claims["sub"] == account.id  # our subject, not the upstream's
     assert claims["sub"] != up_person.id

@@ -1,28 +1,13 @@
 """An SSO-only account (created by a federated sign-in, no password) adds a
 password through the reset flow, and can then sign in with it."""
 
-import email
-import re
-from email.policy import default as default_policy
 from types import SimpleNamespace
 
-from app.extensions import db
-from app.outbox.services import run_once
 from tests.federation.helpers import account_by_email, federate
 from tests.flows.helpers import TIMEOUT, csrf_token, new_browser, sign_in
+from tests.support.mail import deliver_mail, mailed_link
 
 PASSWORD = "quartz heron lantern 77"
-
-
-def _mailed_link(mail_dir, to: str, path: str) -> str:
-    for eml in sorted(mail_dir.glob("*.eml"), reverse=True):
-        message = email.message_from_bytes(eml.read_bytes(), policy=default_policy)
-        if message["To"] == to:
-            text = message.get_body(("plain",)).get_content()
-            found = re.search(rf"(https?://\S+{re.escape(path)}\S+)", text)
-            if found:
-                return found.group(1)
-    raise AssertionError(f"no {path} link mailed to {to}")
 
 
 def test_sso_only_account_sets_a_password_through_reset(
@@ -39,10 +24,8 @@ def test_sso_only_account_sets_a_password_through_reset(
             data={"csrf_token": csrf_token(page.text), "email": up_person.email},
             timeout=TIMEOUT,
         )
-        with app.app_context():
-            run_once()
-            db.session.remove()
-        link = _mailed_link(mail_dir, up_person.email, "/password/reset/")
+        deliver_mail(app)
+        link = mailed_link(mail_dir, up_person.email, "/password/reset/")
         form = browser.get(link, timeout=TIMEOUT)
         done = browser.post(
             link,

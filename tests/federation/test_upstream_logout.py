@@ -15,7 +15,6 @@ from app.models.base import new_id
 from app.outbox.services import run_once
 from tests.federation.helpers import SLUG, account_by_email, events, federate
 from tests.flows.backchannel_rp import RecordingRP
-from tests.flows.device_helpers import resource_server
 from tests.flows.helpers import TIMEOUT, new_browser
 from tests.flows.session_helpers import (
     assert_alive,
@@ -156,7 +155,7 @@ def test_bad_logout_tokens_are_refused_and_end_nothing(
 
 
 def test_upstream_logout_ends_the_session_bound_grants_it_carried(
-    app, base_url, upstream, up_person, factories, jwks
+    app, base_url, upstream, up_person, factories, jwks, rs
 ):
     """Back-Channel Logout §2.7: the upstream's logout ends our session, so
     an app's grant made in it without offline_access dies, the one with
@@ -166,7 +165,6 @@ def test_upstream_logout_ends_the_session_bound_grants_it_carried(
         client = factories.client(
             name="Photo App", backchannel_logout_uri=recording.url
         )
-        rs = resource_server(factories)
         with new_browser() as browser:
             federate(browser, base_url, upstream, up_person)
             account = account_by_email(app, up_person.email)

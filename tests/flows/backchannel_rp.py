@@ -10,6 +10,8 @@ from urllib.parse import parse_qs
 
 import jwt
 
+from tests.support.oauth import verified_claims
+
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
@@ -65,18 +67,14 @@ def verify_logout_token(
 ) -> dict:
     """The claims of ``token`` after every check §2.6 asks of a relying
     party; fails the test if one does not hold."""
-    header = jwt.get_unverified_header(token)
-    # §2.4 / §4.1: explicitly typed, so it cannot pass for another JWT.
-    assert header["typ"] == "logout+jwt"
-    assert header["alg"] == alg  # the client's id_token_signed_response_alg
-    key = jwks.get_signing_key_from_jwt(token)
-    claims = jwt.decode(
+    claims = verified_claims(
         token,
-        key,
-        algorithms=[alg],
-        audience=client_id,
-        issuer=issuer,
-        options={"require": ["iss", "aud", "iat", "exp", "jti", "events"]},
+        jwks,
+        issuer,
+        client_id,
+        ("jti", "events"),
+        alg=alg,  # the client's id_token_signed_response_alg
+        typ="logout+jwt",  # §2.4 / §4.1: cannot pass for another JWT
     )
     assert claims["events"] == {LOGOUT_EVENT: {}}
     assert "nonce" not in claims  # §2.4: prohibited

@@ -75,28 +75,6 @@ def _quick_stop(server: LiveServer) -> None:
     server.log.close()
 
 
-# -- clients -------------------------------------------------------------------
-def device_client(factories, name="Living Room Player", **options):
-    """A public client that may use the device flow and refresh."""
-    return factories.client(
-        redirect_uri=None,
-        public=True,
-        grant_types=[DEVICE_GRANT, "refresh_token"],
-        name=name,
-        **options,
-    )
-
-
-def resource_server(factories, name="Photo API"):
-    """A confidential client allowed to introspect any token (RFC 7662 §4)."""
-    return factories.client(
-        redirect_uri=None,
-        grant_types=["client_credentials"],
-        may_introspect=True,
-        name=name,
-    )
-
-
 # -- the device flow, as the TV -----------------------------------------------
 def device_authorization(
     base_url, client, scope="openid profile offline_access", device_name=None, **extra

@@ -8,7 +8,6 @@ client, which is never followed (nothing listens on the redirect URI).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import secrets
@@ -16,12 +15,12 @@ from dataclasses import dataclass, field
 from html import unescape
 from urllib.parse import parse_qs, urljoin, urlparse
 
-import jwt
 import requests
+
+from tests.support.oauth import pkce_pair
 
 TIMEOUT = 10
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-JWT_ALGS = ["ES256", "RS256"]
 
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r'([\w-]+)="([^"]*)"')
@@ -31,21 +30,6 @@ _FORM = re.compile(
 
 
 # -- encoding ----------------------------------------------------------------
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(code_verifier, S256 code_challenge) per RFC 7636 §4.1-4.2."""
-    verifier = secrets.token_urlsafe(48)
-    return verifier, b64url(hashlib.sha256(verifier.encode()).digest())
-
-
-def at_hash(access_token: str) -> str:
-    """OIDC Core §3.1.3.6, computed here rather than trusted from the server."""
-    return b64url(hashlib.sha256(access_token.encode()).digest()[:16])
-
-
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -348,29 +332,3 @@ def assert_error_page(response: requests.Response, error: str | None = None):
     assert response.headers["Content-Type"].startswith("text/html")
     if error:
         assert f"<code>{error}</code>" in response.text
-
-
-# -- JWTs --------------------------------------------------------------------
-def jwks_client(base_url: str) -> jwt.PyJWKClient:
-    """A JWKS client for the URL discovery names (not a guessed path)."""
-    discovery = requests.get(
-        base_url + "/.well-known/openid-configuration", timeout=TIMEOUT
-    ).json()
-    return jwt.PyJWKClient(discovery["jwks_uri"], cache_keys=True)
-
-
-def verify_jwt(
-    token: str, jwks: jwt.PyJWKClient, issuer: str, audience: str, require=()
-) -> dict:
-    """Claims of ``token`` after checking signature, iss, aud, exp and iat."""
-    key = jwks.get_signing_key_from_jwt(token)
-    header = jwt.get_unverified_header(token)
-    assert header["alg"] == key.algorithm_name
-    return jwt.decode(
-        token,
-        key,
-        algorithms=JWT_ALGS,
-        audience=audience,
-        issuer=issuer,
-        options={"require": ["iss", "aud", "exp", "iat", "sub", *require]},
-    )

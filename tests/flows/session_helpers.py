@@ -18,7 +18,8 @@ from tests.flows.device_helpers import (
     introspection,
     unverified_claims,
 )
-from tests.flows.helpers import refresh, tokens_for, userinfo, verify_jwt
+from tests.flows.helpers import refresh, tokens_for, userinfo
+from tests.support.oauth import verify_id_token
 
 BOUND_SCOPE = "openid email"
 OFFLINE_SCOPE = "openid email offline_access"
@@ -43,8 +44,10 @@ def sign_in_twice(browser, base_url, person, client, jwks, issuer) -> SignIn:
     """Two code flows of ``client`` in ``browser``'s one session."""
     bound = tokens_for(browser, base_url, person, client, scope=BOUND_SCOPE)
     offline = tokens_for(browser, base_url, person, client, scope=OFFLINE_SCOPE)
-    claims = verify_jwt(bound["id_token"], jwks, issuer, client.client_id)
-    offline_claims = verify_jwt(offline["id_token"], jwks, issuer, client.client_id)
+    claims = verify_id_token(bound["id_token"], jwks, issuer, client.client_id)
+    offline_claims = verify_id_token(
+        offline["id_token"], jwks, issuer, client.client_id
+    )
     assert claims["sid"] == offline_claims["sid"]
     return SignIn(claims["sid"], bound, offline)
 

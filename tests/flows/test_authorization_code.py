@@ -18,7 +18,6 @@ from app.models.base import utcnow
 from tests.flows.helpers import (
     AuthRequest,
     assert_error_redirect,
-    at_hash,
     form_inputs,
     get_code,
     redeem_code,
@@ -26,9 +25,9 @@ from tests.flows.helpers import (
     sign_in,
     tokens_for,
     userinfo,
-    verify_jwt,
     walk_authorize,
 )
+from tests.support.oauth import at_hash, verify_id_token, verify_jwt
 
 
 def test_code_flow_with_pkce_driven_by_requests_oauthlib(
@@ -66,11 +65,13 @@ def test_code_flow_with_pkce_driven_by_requests_oauthlib(
     assert token["refresh_token"]
     assert set(token["scope"]) == {"openid", "email", "profile"}
 
-    id_claims = verify_jwt(
+    id_claims = verify_id_token(
         token["id_token"],
         jwks,
         issuer,
         rp.client_id,
+        nonce=nonce,
+        access_token=token["access_token"],
         require=["nonce", "auth_time", "at_hash", "sid"],
     )
     assert id_claims["sub"] == person.id
@@ -137,7 +138,7 @@ def test_client_gets_no_scope_it_is_not_registered_for(
     assert set(token["scope"].split()) == {"openid", "email"}
     at_claims = verify_jwt(token["access_token"], jwks, issuer, client.client_id)
     assert set(at_claims["scope"].split()) == {"openid", "email"}
-    id_claims = verify_jwt(token["id_token"], jwks, issuer, client.client_id)
+    id_claims = verify_id_token(token["id_token"], jwks, issuer, client.client_id)
     assert "name" not in id_claims
     info = userinfo(base_url, token["access_token"]).json()
     assert info["email"] == person.email
@@ -177,8 +178,15 @@ def test_rs256_client_gets_rs256_id_token(
     auth = AuthRequest.make(client)
     token = tokens_for_auth(browser, base_url, person, auth)
     assert jwt.get_unverified_header(token["id_token"])["alg"] == "RS256"
-    claims = verify_jwt(
-        token["id_token"], jwks, issuer, client.client_id, require=["nonce"]
+    claims = verify_id_token(
+        token["id_token"],
+        jwks,
+        issuer,
+        client.client_id,
+        nonce=auth.nonce,
+        access_token=token["access_token"],
+        require=["nonce"],
+        alg="RS256",
     )
     assert claims["nonce"] == auth.nonce
     assert claims["at_hash"] == at_hash(token["access_token"])
@@ -190,7 +198,7 @@ def test_public_client_redeems_with_pkce_only(
     client = factories.client(public=True)
     assert client.secret is None
     token = tokens_for(browser, base_url, person, client)
-    claims = verify_jwt(token["id_token"], jwks, issuer, client.client_id)
+    claims = verify_id_token(token["id_token"], jwks, issuer, client.client_id)
     assert claims["sub"] == person.id
 
 
@@ -285,7 +293,9 @@ def test_reauthentication_is_forced_when_signed_in(
     assert walk.query["state"] == auth.state
     response = redeem_code(base_url, auth, walk.query["code"])
     assert response.status_code == 200, response.text
-    claims = verify_jwt(response.json()["id_token"], jwks, issuer, client.client_id)
+    claims = verify_id_token(
+        response.json()["id_token"], jwks, issuer, client.client_id
+    )
     assert claims["auth_time"] >= before
     assert browser.cookies.get("lk_session") != old_session
 

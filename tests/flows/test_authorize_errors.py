@@ -18,11 +18,11 @@ from tests.flows.helpers import (
     form_inputs,
     is_consent_page,
     is_login_page,
-    pkce_pair,
     redeem_code,
     sign_in,
     walk_authorize,
 )
+from tests.support.oauth import pkce_pair
 
 OTHER_URI = "https://attacker.example/callback"
 

@@ -18,7 +18,6 @@ from tests.flows.helpers import (
     AuthRequest,
     Walk,
     assert_error_redirect,
-    b64url,
     csrf_token,
     form_action,
     form_inputs,
@@ -26,9 +25,9 @@ from tests.flows.helpers import (
     is_login_page,
     redeem_code,
     sign_in,
-    verify_jwt,
     walk_authorize,
 )
+from tests.support.oauth import b64url, verify_id_token
 
 
 def _rows(app, model) -> int:
@@ -60,7 +59,7 @@ def test_form_post_authorization_request_works_like_get(
     assert walk.query["iss"] == issuer
     tokens = redeem_code(base_url, auth, walk.query["code"])
     assert tokens.status_code == 200, tokens.text
-    claims = verify_jwt(tokens.json()["id_token"], jwks, issuer, rp.client_id)
+    claims = verify_id_token(tokens.json()["id_token"], jwks, issuer, rp.client_id)
     assert claims["nonce"] == auth.nonce
 
 
@@ -283,7 +282,7 @@ def test_one_fresh_sign_in_satisfies_the_request_once(
     assert walk.query["state"] == auth.state
     tokens = redeem_code(base_url, auth, walk.query["code"])
     assert tokens.status_code == 200, tokens.text
-    verify_jwt(tokens.json()["id_token"], jwks, issuer, client.client_id)
+    verify_id_token(tokens.json()["id_token"], jwks, issuer, client.client_id)
     # The same request again asks again: that sign-in was used up.
     again = walk_authorize(browser, base_url, auth.params())
     assert again.pages == ["login"]

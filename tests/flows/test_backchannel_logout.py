@@ -21,7 +21,8 @@ from app.models.base import utcnow
 from app.outbox.services import run_once
 from tests.conftest import free_port
 from tests.flows.backchannel_rp import RecordingRP, verify_logout_token
-from tests.flows.helpers import new_browser, tokens_for, verify_jwt
+from tests.flows.helpers import new_browser, tokens_for
+from tests.support.oauth import verify_id_token
 
 
 @pytest.fixture
@@ -46,15 +47,9 @@ def sign_in_to(base_url, jwks, issuer):
 
     def sign_in(browser, person, client):
         tokens = tokens_for(browser, base_url, person, client)
-        return verify_jwt(tokens["id_token"], jwks, issuer, client.client_id)
+        return verify_id_token(tokens["id_token"], jwks, issuer, client.client_id)
 
     return sign_in
-
-
-@pytest.fixture
-def second_browser():
-    with new_browser() as session:
-        yield session
 
 
 def _cut_off(app, action, *args):

@@ -147,9 +147,7 @@ def test_secret_in_the_uri_or_repeated_is_invalid_request(
 
 
 def test_public_client_cannot_fall_through_from_a_wrong_basic(base_url, factories):
-    tv = factories.client(
-        redirect_uri=None, public=True, grant_types=[DEVICE_GRANT], name="TV"
-    )
+    tv = factories.client(device=True, grant_types=[DEVICE_GRANT], name="TV")
     response = _post(
         base_url,
         "/device_authorization",

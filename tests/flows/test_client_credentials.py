@@ -5,12 +5,13 @@ import jwt
 import pytest
 import requests
 
-from tests.flows.helpers import TIMEOUT, assert_json_error, verify_jwt
+from tests.flows.helpers import TIMEOUT, assert_json_error
+from tests.support.oauth import verify_jwt
 
 
 @pytest.fixture
 def service(factories):
-    return factories.client(grant_types=["client_credentials"], redirect_uri=None)
+    return factories.client(machine=True)
 
 
 def _grant(base_url, client, method, **extra):
@@ -53,9 +54,7 @@ def test_client_credentials_token_verifies_against_jwks(
 def test_client_credentials_scope_is_limited_to_what_was_asked(
     base_url, issuer, jwks, factories
 ):
-    client = factories.client(
-        grant_types=["client_credentials"], redirect_uri=None, scopes=["email"]
-    )
+    client = factories.client(machine=True, scopes=["email"])
     response = _grant(base_url, client, "basic", scope="email")
     assert response.status_code == 200, response.text
     claims = verify_jwt(response.json()["access_token"], jwks, issuer, client.client_id)

@@ -19,7 +19,6 @@ from tests.flows.device_helpers import (
     USER_CODE,
     decide,
     device_authorization,
-    device_client,
     enter_user_code,
     link_device,
     link_page,
@@ -35,15 +34,10 @@ from tests.flows.helpers import (
     refresh,
     sign_in,
     userinfo,
-    verify_jwt,
 )
+from tests.support.oauth import verify_id_token, verify_jwt
 
 BAD_CODE = "That code is not valid or has expired."
-
-
-@pytest.fixture
-def tv(factories):
-    return device_client(factories)
 
 
 @pytest.fixture
@@ -110,7 +104,7 @@ def test_client_without_device_grant_is_refused(base_url, factories):
 
 
 def test_confidential_device_client_must_authenticate(base_url, factories):
-    tv = factories.client(redirect_uri=None, grant_types=[DEVICE_GRANT])
+    tv = factories.client(device=True, public=False, grant_types=[DEVICE_GRANT])
     assert start_device_flow(base_url, tv)["device_code"]
     # client_id alone is not enough for a confidential client.
     response = requests.post(
@@ -150,7 +144,7 @@ def test_device_flow_end_to_end(
     assert tokens["token_type"] == "Bearer"
     assert set(tokens["scope"].split()) == {"openid", "profile", "offline_access"}
     assert tokens["refresh_token"]
-    id_token = verify_jwt(tokens["id_token"], jwks, issuer, tv.client_id)
+    id_token = verify_id_token(tokens["id_token"], jwks, issuer, tv.client_id)
     assert id_token["sub"] == person.id
     assert id_token["name"] == "Ada Lovelace"
     access = verify_jwt(tokens["access_token"], jwks, issuer, tv.client_id)
@@ -253,7 +247,7 @@ def test_approved_then_expired_before_polling(app, base_url, tv, signed_in):
 def test_polling_with_another_clients_id_is_invalid_grant(
     base_url, factories, tv, signed_in
 ):
-    other = device_client(factories, name="Other TV app")
+    other = factories.client(device=True, name="Other TV app")
     started = start_device_flow(base_url, tv)
     link_device(signed_in, base_url, started["user_code"])
     assert_json_error(

@@ -55,14 +55,6 @@ KNOWN_GRANT_TYPES = [
 ]
 
 
-@pytest.fixture
-def metadata(base_url):
-    response = requests.get(base_url + OPENID, timeout=TIMEOUT)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json"
-    return response.json()
-
-
 def _protocol_routes(app):
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]

@@ -24,8 +24,8 @@ from tests.flows.helpers import (
     new_browser,
     sign_in,
     tokens_for,
-    verify_jwt,
 )
+from tests.support.oauth import verify_id_token
 
 SIGNED_OUT = "http://127.0.0.1:8765/signed-out"
 
@@ -46,7 +46,7 @@ def app_client(factories):
 def signed_in(browser, base_url, person, app_client, jwks, issuer):
     """``browser`` signed in through app_client: (id_token, its claims)."""
     id_token = tokens_for(browser, base_url, person, app_client)["id_token"]
-    return id_token, verify_jwt(id_token, jwks, issuer, app_client.client_id)
+    return id_token, verify_id_token(id_token, jwks, issuer, app_client.client_id)
 
 
 def _is_signed_in(browser, base_url) -> bool:
@@ -158,7 +158,7 @@ def test_signing_out_tells_back_channel_relying_parties(
             backchannel_logout_uri=rp.url, post_logout_redirect_uris=[SIGNED_OUT]
         )
         id_token = tokens_for(browser, base_url, person, client)["id_token"]
-        sid = verify_jwt(id_token, jwks, issuer, client.client_id)["sid"]
+        sid = verify_id_token(id_token, jwks, issuer, client.client_id)["sid"]
         browser.get(
             end_session_url,
             params={"id_token_hint": id_token, "post_logout_redirect_uri": SIGNED_OUT},

@@ -22,11 +22,9 @@ from tests.flows.device_helpers import (
     SHORT_LIVED,
     STRICT,
     assert_inactive,
-    device_client,
     device_tokens,
     introspect,
     introspection,
-    resource_server,
     revoke,
     shared_server,
     sign_out_device,
@@ -36,12 +34,12 @@ from tests.flows.device_helpers import (
 from tests.flows.helpers import (
     TIMEOUT,
     assert_json_error,
-    b64url,
     refresh,
     sign_in,
     token_request,
     tokens_for,
 )
+from tests.support.oauth import b64url
 
 ACCESS_FIELDS = {
     "active",
@@ -79,11 +77,6 @@ def other_process(request, app, base_env, log_dir):
 def short_lived(request, app, base_env, log_dir):
     """A server whose access tokens live one second."""
     return shared_server(request, base_env, log_dir, SHORT_LIVED).url
-
-
-@pytest.fixture
-def rs(factories):
-    return resource_server(factories)
 
 
 @pytest.fixture
@@ -154,9 +147,7 @@ def test_the_hint_orders_the_search_but_is_not_trusted(base_url, rs, tokens):
 
 
 def test_client_credentials_token(base_url, rs, factories):
-    service = factories.client(
-        redirect_uri=None, grant_types=["client_credentials"], scopes=["profile"]
-    )
+    service = factories.client(machine=True, scopes=["profile"])
     response = token_request(base_url, {"grant_type": "client_credentials"}, service)
     assert response.status_code == 200, response.text
     access = response.json()["access_token"]
@@ -275,9 +266,8 @@ def test_signed_out_device_tokens_are_inactive_at_once(
 
 
 def test_sign_out_everywhere_makes_every_token_inactive(
-    base_url, other_process, factories, rs, rp, person, tokens, browser
+    base_url, other_process, rs, tv, rp, person, tokens, browser
 ):
-    tv = device_client(factories)
     tv_tokens = device_tokens(base_url, browser, tv)
     assert introspection(base_url, rs, tv_tokens["access_token"])["active"] is True
     assert sign_out_everywhere(browser, base_url).status_code == 302
@@ -317,7 +307,7 @@ def test_other_clients_learn_only_that_a_token_is_inactive(base_url, factories, 
             assert_inactive(base_url, nosy, token, hint)
 
 
-def test_introspection_needs_client_authentication(base_url, rs, factories, tokens):
+def test_introspection_needs_client_authentication(base_url, rs, tv, tokens):
     token = tokens["access_token"]
     unauthenticated = requests.post(
         base_url + "/introspect", data={"token": token}, timeout=TIMEOUT
@@ -328,7 +318,6 @@ def test_introspection_needs_client_authentication(base_url, rs, factories, toke
     unknown = introspect(base_url, rs, token, auth=("no-such-client", "secret"))
     assert_json_error(unknown, 401, "invalid_client")
     # A public client has no secret to prove itself with.
-    tv = device_client(factories)
     public = requests.post(
         base_url + "/introspect",
         data={"token": token, "client_id": tv.client_id},

@@ -23,7 +23,6 @@ from tests.flows.device_helpers import (
     STRICT,
     assert_inactive,
     introspection,
-    resource_server,
     shared_server,
 )
 from tests.flows.helpers import TIMEOUT, sign_in, tokens_for, userinfo
@@ -93,7 +92,7 @@ def test_rotation_never_signs_with_a_kid_either_jwks_lacks(
     live_server, other_process, factories, base_env
 ):
     servers = (live_server.url, other_process)
-    client = factories.client(grant_types=["client_credentials"], redirect_uri=None)
+    client = factories.client(machine=True)
     # Both processes already agree on the current key.
     old_kid = _kid(_client_token(servers[0], client))
     # RS256: what access tokens are signed with by default (RFC 9068 §2.1).
@@ -129,10 +128,9 @@ def test_rotation_never_signs_with_a_kid_either_jwks_lacks(
 
 
 def test_revoked_key_fails_at_once_in_both_processes(
-    live_server, other_process, factories, cli, browser, person, rp
+    live_server, other_process, cli, browser, person, rp, rs
 ):
     servers = (live_server.url, other_process)
-    rs = resource_server(factories)
     sign_in(browser, servers[0], person)
     user_tokens = tokens_for(browser, servers[0], person, rp, scope="openid email")
     service_token = _client_token(servers[1], rs)

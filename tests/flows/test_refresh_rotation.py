@@ -21,7 +21,6 @@ from tests.flows.device_helpers import (
     grant_of_refresh_token,
     grant_state,
     is_active,
-    resource_server,
     shared_server,
     unverified_claims,
 )
@@ -32,8 +31,8 @@ from tests.flows.helpers import (
     refresh,
     sign_in,
     tokens_for,
-    verify_jwt,
 )
+from tests.support.oauth import verify_jwt
 
 REUSED = "oauth:refresh:reused"
 PARALLEL = 20
@@ -46,11 +45,6 @@ def lenient(request, app, base_env, log_dir):
     """A server whose default retry window (for clients that set none) is
     GRACE seconds; the main server keeps the default, 0."""
     return shared_server(request, base_env, log_dir, LENIENT).url
-
-
-@pytest.fixture
-def rs(factories):
-    return resource_server(factories)
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ from tests.flows.device_helpers import (
     INACTIVE,
     assert_inactive,
     assert_refresh_rejected,
-    device_client,
     device_tokens,
     events,
     introspection,
-    resource_server,
     revoke,
     unverified_claims,
 )
@@ -31,11 +29,6 @@ from tests.flows.helpers import (
 
 GRANT_REVOKED = "oauth:grant:revoked"
 PARALLEL = 10
-
-
-@pytest.fixture
-def rs(factories):
-    return resource_server(factories)
 
 
 @pytest.fixture
@@ -146,8 +139,7 @@ def test_a_resource_server_cannot_revoke_other_clients_tokens(base_url, rs, gran
     assert introspection(base_url, rs, tokens["access_token"])["active"] is True
 
 
-def test_public_client_revokes_with_its_client_id(base_url, factories, rs, signed_in):
-    tv = device_client(factories)
+def test_public_client_revokes_with_its_client_id(base_url, rs, tv, signed_in):
     tokens = device_tokens(base_url, signed_in, tv)
     response = requests.post(
         base_url + "/revoke",

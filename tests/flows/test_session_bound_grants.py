@@ -20,7 +20,6 @@ from tests.flows.backchannel_rp import RecordingRP
 from tests.flows.device_helpers import (
     devices_page,
     events,
-    resource_server,
     sign_out_device,
     sign_out_everywhere,
     unverified_claims,
@@ -35,7 +34,6 @@ from tests.flows.helpers import (
     refresh,
     sign_in,
     tokens_for,
-    verify_jwt,
     walk_authorize,
 )
 from tests.flows.session_helpers import (
@@ -48,6 +46,7 @@ from tests.flows.session_helpers import (
     logout_claims,
     sign_in_twice,
 )
+from tests.support.oauth import verify_id_token
 
 SIGNED_OUT = "http://127.0.0.1:8765/signed-out"
 LOGOUT = "account:logout"
@@ -71,11 +70,6 @@ def app_client(factories, recording_rp):
         backchannel_logout_uri=recording_rp.url,
         post_logout_redirect_uris=[SIGNED_OUT],
     )
-
-
-@pytest.fixture
-def rs(factories):
-    return resource_server(factories)
 
 
 @pytest.fixture
@@ -426,9 +420,11 @@ def test_signing_in_again_in_the_same_browser_keeps_the_session(
     old_cookie = browser.cookies.get("lk_session")
     bank = factories.client(name="Bank")
     fresh = tokens_for(browser, base_url, person, bank, prompt="login")
-    claims = verify_jwt(fresh["id_token"], jwks, issuer, bank.client_id)
+    claims = verify_id_token(fresh["id_token"], jwks, issuer, bank.client_id)
     assert claims["sid"] == signed_in.sid
-    first = verify_jwt(signed_in.bound["id_token"], jwks, issuer, app_client.client_id)
+    first = verify_id_token(
+        signed_in.bound["id_token"], jwks, issuer, app_client.client_id
+    )
     assert claims["auth_time"] >= first["auth_time"]
     assert browser.cookies.get("lk_session") not in (None, old_cookie)
     assert_alive(base_url, rs, app_client, signed_in.bound)

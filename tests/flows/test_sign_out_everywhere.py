@@ -16,7 +16,6 @@ from tests.flows.device_helpers import (
     STRICT,
     assert_inactive,
     assert_refresh_rejected,
-    device_client,
     device_tokens,
     devices_page,
     events,
@@ -24,7 +23,6 @@ from tests.flows.device_helpers import (
     is_signed_in,
     link_device,
     poll,
-    resource_server,
     revoke,
     shared_server,
     sign_out_all_page,
@@ -55,22 +53,6 @@ SCOPE = "openid profile offline_access"
 def always_reauth(request, app, base_env, log_dir):
     """A server that asks for the password before signing out everywhere."""
     return shared_server(request, base_env, log_dir, STRICT).url
-
-
-@pytest.fixture
-def rs(factories):
-    return resource_server(factories)
-
-
-@pytest.fixture
-def tv(factories):
-    return device_client(factories, name="Streaming app")
-
-
-@pytest.fixture
-def second_browser():
-    with new_browser() as session:
-        yield session
 
 
 @dataclass

@@ -7,95 +7,67 @@ Every signature is checked by PyJWT against the keys at discovery's
 jwks_uri, never by Latchkey's own code.
 """
 
-import jwt
 import pytest
-import requests
 
 from app import create_app
 from app.config import ConfigError, load_settings
-from tests.flows.helpers import TIMEOUT, tokens_for, userinfo
-
-OPENID = "/.well-known/openid-configuration"
-
-
-@pytest.fixture
-def metadata(base_url):
-    return requests.get(base_url + OPENID, timeout=TIMEOUT).json()
-
-
-@pytest.fixture
-def published_keys(metadata):
-    """PyJWT's JWKS client on the jwks_uri discovery names."""
-    return jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=False)
-
-
-def _verified(token, keys, alg, issuer, audience=None, typ="JWT"):
-    """Claims of ``token`` if its header says ``alg`` and ``typ`` and PyJWT
-    verifies it with the published key its kid names, using ``alg`` only."""
-    header = jwt.get_unverified_header(token)
-    assert header["alg"] == alg
-    assert header["typ"].lower() == typ.lower()
-    key = keys.get_signing_key_from_jwt(token)
-    return jwt.decode(
-        token,
-        key,
-        algorithms=[alg],
-        issuer=issuer,
-        audience=audience,
-        options={"verify_aud": audience is not None},
-    )
+from tests.flows.helpers import tokens_for, userinfo
+from tests.support.oauth import verify_id_token, verify_jwt
 
 
 def test_a_client_registered_without_an_algorithm_gets_rs256_id_tokens(
-    base_url, issuer, person, factories, browser, published_keys, metadata
+    base_url, issuer, person, factories, browser, jwks, metadata
 ):
     client = factories.client()  # no id_token_alg given
     assert "RS256" in metadata["id_token_signing_alg_values_supported"]
     token = tokens_for(browser, base_url, person, client)
-    claims = _verified(
-        token["id_token"], published_keys, "RS256", issuer, client.client_id
+    claims = verify_id_token(
+        token["id_token"], jwks, issuer, client.client_id, alg="RS256", typ="JWT"
     )
     assert claims["sub"] == person.id
 
 
 def test_es256_stays_available_per_client(
-    base_url, issuer, person, factories, browser, published_keys, metadata
+    base_url, issuer, person, factories, browser, jwks, metadata
 ):
     assert "ES256" in metadata["id_token_signing_alg_values_supported"]
     client = factories.client(id_token_alg="ES256")
     token = tokens_for(browser, base_url, person, client)
-    claims = _verified(
-        token["id_token"], published_keys, "ES256", issuer, client.client_id
+    claims = verify_id_token(
+        token["id_token"], jwks, issuer, client.client_id, alg="ES256", typ="JWT"
     )
     assert claims["sub"] == person.id
 
 
 def test_access_tokens_are_rs256_by_default(
-    base_url, issuer, person, factories, browser, published_keys
+    base_url, issuer, person, factories, browser, jwks
 ):
     # RFC 9068 §2.1: RS256 is the one algorithm every resource server has.
     client = factories.client(id_token_alg="ES256")  # the client's choice
     token = tokens_for(browser, base_url, person, client)  # is for ID tokens only
-    claims = _verified(
-        token["access_token"], published_keys, "RS256", issuer, typ="at+jwt"
+    claims = verify_jwt(
+        token["access_token"], jwks, issuer, client.client_id, alg="RS256", typ="at+jwt"
     )
     assert claims["client_id"] == client.client_id
     assert userinfo(base_url, token["access_token"]).status_code == 200
 
 
-def test_access_token_algorithm_is_a_setting(
-    app, base_env, factories, issuer, published_keys
-):
+def test_access_token_algorithm_is_a_setting(app, base_env, factories, issuer, jwks):
     es256 = create_app({**base_env, "LATCHKEY_ACCESS_TOKEN_ALG": "ES256"})
-    machine = factories.client(redirect_uri=None, grant_types=["client_credentials"])
+    machine = factories.client(machine=True)
     response = es256.test_client().post(
         "/token",
         data={"grant_type": "client_credentials"},
         auth=(machine.client_id, machine.secret),
     )
     assert response.status_code == 200, response.text
-    claims = _verified(
-        response.json["access_token"], published_keys, "ES256", issuer, typ="at+jwt"
+    claims = verify_jwt(
+        response.json["access_token"],
+        jwks,
+        issuer,
+        machine.client_id,
+        alg="ES256",
+        typ="at+jwt",
     )
     assert claims["sub"] == machine.client_id
 
@@ -110,12 +82,12 @@ def test_an_unknown_access_token_algorithm_is_refused(value, tmp_path):
 
 
 def test_every_claim_released_is_advertised(
-    base_url, issuer, person, factories, browser, published_keys, metadata
+    base_url, issuer, person, factories, browser, jwks, metadata
 ):
     client = factories.client()
     token = tokens_for(browser, base_url, person, client, scope="openid profile email")
-    id_claims = _verified(
-        token["id_token"], published_keys, "RS256", issuer, client.client_id
+    id_claims = verify_id_token(
+        token["id_token"], jwks, issuer, client.client_id, alg="RS256", typ="JWT"
     )
     info = userinfo(base_url, token["access_token"]).json()
     supported = set(metadata["claims_supported"])

@@ -18,12 +18,12 @@ from tests.flows.helpers import (
     AuthRequest,
     assert_json_error,
     get_code,
-    pkce_pair,
     redeem_code,
     refresh,
     token_request,
     userinfo,
 )
+from tests.support.oauth import pkce_pair
 
 
 @pytest.fixture
@@ -334,7 +334,7 @@ def test_client_not_allowed_refresh_is_unauthorized_client(
 def test_client_not_allowed_authorization_code_is_unauthorized_client(
     base_url, factories
 ):
-    client = factories.client(grant_types=["client_credentials"], redirect_uri=None)
+    client = factories.client(machine=True)
     response = token_request(
         base_url,
         {

@@ -11,7 +11,6 @@ from tests.flows.device_helpers import (
     assert_inactive,
     assert_refresh_rejected,
     is_active,
-    resource_server,
     shared_server,
 )
 from tests.flows.helpers import new_browser, tokens_for, userinfo
@@ -24,10 +23,9 @@ def other_process(request, app, base_env, log_dir):
 
 
 def test_sign_out_everyone_is_seen_by_both_processes_at_once(
-    app, live_server, other_process, factories
+    app, live_server, other_process, factories, rs
 ):
     servers = (live_server.url, other_process)
-    rs = resource_server(factories)
     client = factories.client()
     people = [factories.account() for _ in range(2)]
     # Each person signs in through a different process.

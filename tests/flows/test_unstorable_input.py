@@ -22,7 +22,7 @@ def refuses_nul(app) -> bool:
 
 
 def test_device_name_with_a_nul_byte(live_server, factories, refuses_nul):
-    tv = factories.client(redirect_uri=None, public=True, grant_types=[DEVICE_GRANT])
+    tv = factories.client(device=True, grant_types=[DEVICE_GRANT])
     response = requests.post(
         live_server.url + "/device_authorization",
         data={"client_id": tv.client_id, "device_name": "TV\x00"},

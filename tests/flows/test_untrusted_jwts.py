@@ -10,7 +10,7 @@ The upstream's ID token and logout token are in tests/federation/.
 import pytest
 import requests
 
-from tests.flows.device_helpers import INACTIVE, introspect, resource_server, revoke
+from tests.flows.device_helpers import INACTIVE, introspect, revoke
 from tests.flows.helpers import TIMEOUT, sign_in, tokens_for
 from tests.untrusted_jwts import bad_tokens, plausible_claims
 
@@ -69,8 +69,7 @@ def test_userinfo(base_url, issuer, our_kid, rp):
         _assert_invalid_token(in_header, name)
 
 
-def test_introspection_says_inactive(base_url, issuer, our_kid, factories):
-    rs = resource_server(factories)
+def test_introspection_says_inactive(base_url, issuer, our_kid, rs):
     for name, token in _access_tokens(issuer, our_kid, rs.client_id).items():
         response = introspect(base_url, rs, token)
         assert response.status_code == 200, (name, response.text)

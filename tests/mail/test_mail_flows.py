@@ -149,9 +149,7 @@ def test_reset_with_the_checkbox_cuts_off_every_device(
 ):
     account = factories.account()
     rp = factories.client()
-    resource_server = factories.client(
-        redirect_uri=None, grant_types=["client_credentials"], may_introspect=True
-    )
+    resource_server = factories.client(machine=True, may_introspect=True)
     other_device = new_browser()
     tokens = tokens_for(
         other_device, live_server.url, account, rp, scope="openid offline_access"

@@ -55,7 +55,7 @@ def test_metrics_count_what_every_worker_did(
         LATCHKEY_RATELIMIT_TOKEN_CLIENT="2/minute",
     )
     url = server.url
-    service = factories.client(grant_types=["client_credentials"], redirect_uri=None)
+    service = factories.client(machine=True)
     for _ in range(3):
         assert _client_token(url, service).status_code == 200
     # Failed token requests of one client: the third meets the limit.

@@ -8,7 +8,6 @@ import threading
 import pytest
 import requests
 
-from tests.flows.device_helpers import resource_server
 from tests.flows.helpers import TIMEOUT
 
 CONCURRENT = 16
@@ -42,10 +41,9 @@ def _requests(url, rs, service):
 
 @pytest.mark.parametrize("round_", range(2))
 def test_a_fresh_threaded_workers_first_concurrent_requests_succeed(
-    start_server, factories, round_
+    start_server, factories, rs, round_
 ):
-    rs = resource_server(factories)
-    service = factories.client(grant_types=["client_credentials"], redirect_uri=None)
+    service = factories.client(machine=True)
     # One worker, eight threads, and no request before the burst.
     server = start_server(workers=1, threads=8, probe=False)
     calls = _requests(server.url, rs, service)

@@ -21,7 +21,8 @@ from werkzeug.datastructures import MultiDict
 
 from app import create_app
 from tests.accounts.helpers import Web, basic_auth, make_stale, sign_in
-from tests.flows.helpers import csrf_token, form_inputs, pkce_pair
+from tests.flows.helpers import csrf_token, form_inputs
+from tests.support.oauth import pkce_pair
 
 SIGNED_OUT_FORMS = {
     "/login": ["email", "password"],

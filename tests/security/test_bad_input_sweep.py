@@ -60,8 +60,9 @@ from tests.accounts.helpers import (
     sign_in,
 )
 from tests.factories import Factories
-from tests.flows.helpers import csrf_token, pkce_pair
+from tests.flows.helpers import csrf_token
 from tests.security.sweep import Sweep, forms_on, routes_of
+from tests.support.oauth import pkce_pair
 
 SEED = int(os.environ.get("LATCHKEY_SWEEP_SEED", "8"))
 
@@ -114,7 +115,7 @@ def world(sweep_app, upstream):
     account = factories.account(name="Ada Lovelace")
     rp = factories.client(first_party=True)
     third_party = factories.client(name="Third party")
-    tv = factories.client(redirect_uri=None, public=True, grant_types=[DEVICE_GRANT])
+    tv = factories.client(device=True, grant_types=[DEVICE_GRANT])
     web = Web(sweep_app)
     sign_in(web, account)
     tokens = authorize(web, rp, account)

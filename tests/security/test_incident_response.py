@@ -24,7 +24,6 @@ from app.oauth.server import PASSWORD_RESET_REQUIRED
 from app.outbox.services import run_once
 from tests.conftest import UPSTREAM_SLUG
 from tests.flows.device_helpers import (
-    device_client,
     link_device,
     poll,
     start_device_flow,
@@ -529,10 +528,9 @@ def assert_reset_required(response):
 
 
 def test_forced_account_gets_no_tokens_until_it_chose_a_password(
-    app, cli, tmp_path, base_url, person, rp, browser, factories
+    app, cli, tmp_path, base_url, person, rp, browser, tv
 ):
     tokens = tokens_for(browser, base_url, person, rp, scope="openid offline_access")
-    tv = device_client(factories)
     started = start_device_flow(base_url, tv)
     link_device(browser, base_url, started["user_code"])  # approved before
     auth = AuthRequest.make(rp)

@@ -25,7 +25,7 @@ from app.extensions import db
 from app.mail.services import open_body
 from app.models import Account, OutboxMessage, SecurityEvent
 from app.models.base import utcnow
-from tests.flows.device_helpers import DEVICE_GRANT, device_client
+from tests.flows.device_helpers import DEVICE_GRANT
 from tests.flows.helpers import TIMEOUT, csrf_token, form_inputs, new_browser
 
 WRONG = "not-the-password-at-all"
@@ -311,7 +311,7 @@ def test_wrong_codes_are_limited_per_account(app, factories, set_limits):
 # -- token endpoint ---------------------------------------------------------------
 def test_token_endpoint_limits_failures_per_client(app, factories, set_limits):
     set_limits(token_client="3/hour")
-    service = factories.client(redirect_uri=None, grant_types=["client_credentials"])
+    service = factories.client(machine=True)
     http = app.test_client()
     grant = {"grant_type": "client_credentials"}
     for _ in range(3):
@@ -327,7 +327,7 @@ def test_token_endpoint_limits_failures_per_client(app, factories, set_limits):
         )
     )
     # Another client is not affected, and successes never count.
-    other = factories.client(redirect_uri=None, grant_types=["client_credentials"])
+    other = factories.client(machine=True)
     for _ in range(5):
         answer = http.post("/token", data=grant, auth=(other.client_id, other.secret))
         assert answer.status_code == 200, answer.get_data(as_text=True)
@@ -347,9 +347,8 @@ def test_endpoints_that_skip_the_limiter_carry_no_limit(app):
         assert not limiter.limit_manager.has_hints(endpoint)
 
 
-def test_device_polling_is_told_to_slow_down(app, factories, set_limits):
+def test_device_polling_is_told_to_slow_down(app, tv, set_limits):
     set_limits(token_client="2/hour")
-    tv = device_client(factories)
     http = app.test_client()
     poll = {"grant_type": DEVICE_GRANT, "client_id": tv.client_id}
     for _ in range(2):
