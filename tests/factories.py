@@ -38,6 +38,7 @@ class Factories:
                 email_verified=True,
             )
             made = MadeAccount(account.id, account.email, password)
+            db.session.commit()
             db.session.remove()
         return made
 
@@ -57,5 +58,6 @@ class Factories:
                 **options,
             )
             made = MadeClient(client.client_id, secret, redirect_uri)
+            db.session.commit()
             db.session.remove()
         return made

@@ -94,7 +94,6 @@ def complete_sign_in(
         device_id=device.id,
         **details,
     )
-    db.session.commit()
     if account.must_reset_password:
         # Keep where the person was going (an app's /authorize): after the
         # new password, they continue there instead of starting over.
