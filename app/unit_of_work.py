@@ -3,10 +3,11 @@
 A request's writes are committed once, after its view has returned a
 response (whatever its status: an OAuth error answer such as a refresh
 token's reuse, which revokes the grant, must keep what it wrote), and
-before that response is sent, so a commit that fails is answered as a
-500 by the error handlers instead of a success. An exception out of a
-view or a before_request hook rolls everything back before any error
-handler answers. A ``flask`` command is one unit of work the same way:
+before that response is sent. An exception out of a view or a
+before_request hook rolls everything back before any error handler
+answers; a commit that fails is rolled back and answered the same way (a
+500, or a 400 for a value the database cannot store), never as the
+success the view meant. A ``flask`` command is one unit of work too:
 committed when it returns, rolled back when it raises. Services and views
 never commit; they write, and the request or command ends the unit.
 
@@ -23,7 +24,7 @@ import functools
 import logging
 
 import click
-from flask import Flask, Response, has_app_context
+from flask import Flask, Response, current_app, has_app_context
 
 from app.extensions import db
 
@@ -78,10 +79,16 @@ def abandon_unit_of_work() -> None:
 
 def commit_response(response: Response) -> Response:
     """after_request hook, registered last so that it runs first: commit
-    what the view wrote, whatever the response's status. Raises what the
-    commit raised (Flask then answers it as a 500 and runs the
-    after_request hooks again, this time with nothing left to commit)."""
-    _end_unit_of_work()
+    what the view wrote, whatever the response's status. A commit that
+    fails replaces the response with the answer to its exception, as if
+    the view had raised it (a value the database cannot store is a 400,
+    anything else a 500), never the success the view meant; the other
+    hooks then see that answer."""
+    try:
+        _end_unit_of_work()
+    except Exception as exc:
+        # pyramid_tm does the same: its exception views answer a failed commit.
+        return current_app.make_response(current_app.handle_user_exception(exc))
     return response
 
 

@@ -69,7 +69,7 @@ def complete_sign_in(
     provider: str | None = None,
     upstream: dict | None = None,
 ):
-    """Start the session (new device noted and told), commit, redirect."""
+    """Start the session (new device noted and told), redirect."""
     session.pop(PENDING_SECOND_FACTOR, None)
     device, is_new = device_for_sign_in(account)
     db.session.flush()
