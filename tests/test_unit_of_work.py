@@ -4,6 +4,7 @@ status) keeps what it wrote, a commit that fails is a 500 and not a false
 success, and ``app/`` commits in exactly two places."""
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,28 @@ def test_a_commit_that_fails_is_answered_500_not_200(base_env, factories, person
         ).all()
         db.session.remove()
     assert len(count) == 1
+
+
+@pytest.mark.skipif(
+    os.environ.get("LATCHKEY_TEST_DB", "sqlite") != "postgresql",
+    reason="PostgreSQL refuses a NUL byte in text; SQLite stores it",
+)
+def test_a_value_refused_at_commit_is_a_400_as_in_the_view(base_env, person):
+    fresh = create_app(dict(base_env))
+
+    @fresh.route("/_test/unstorable-name")
+    def unstorable_name():
+        # Nothing reads after the write: it reaches the database at commit.
+        db.session.get(Account, person.id).name = "Ada\x00"
+        return "saved"
+
+    answer = fresh.test_client().get("/_test/unstorable-name")
+
+    assert answer.status_code == 400
+    assert "saved" not in answer.text
+    with fresh.app_context():
+        assert db.session.get(Account, person.id).name == "Before"
+        db.session.remove()
 
 
 def test_a_command_that_fails_midway_commits_nothing(app, person, monkeypatch):
