@@ -9,7 +9,10 @@ answers; a commit that fails is rolled back and answered the same way (a
 500, or a 400 for a value the database cannot store), never as the
 success the view meant. A ``flask`` command is one unit of work too:
 committed when it returns, rolled back when it raises. Services and views
-never commit; they write, and the request or command ends the unit.
+never commit; they write, and the request or command ends the unit. No
+after_request hook writes to the database after the commit, and
+Flask-SQLAlchemy's teardown removes the session (rolling back anything
+left) when the app context ends.
 
 Where the protocol needs a write to be seen by other requests or
 processes before the unit ends, the code says so with ``commit_early``
