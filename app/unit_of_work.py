@@ -128,8 +128,10 @@ def as_unit_of_work(command: click.Command) -> None:
         try:
             result = callback(*args, **kwargs)
         except click.exceptions.Exit as exc:
-            if has_app_context():
-                _end_unit_of_work() if exc.exit_code == 0 else abandon_unit_of_work()
+            if has_app_context() and exc.exit_code == 0:
+                _end_unit_of_work()
+            elif has_app_context():
+                abandon_unit_of_work()
             raise
         except BaseException:
             if has_app_context():
