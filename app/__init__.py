@@ -1,6 +1,5 @@
 """Latchkey: an OAuth 2.0 / OpenID Connect identity provider."""
 
-from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -9,14 +8,15 @@ from app.extensions import csrf, db, limiter, migrate
 from app.logout.backchannel import HANDLERS as LOGOUT_HANDLERS
 from app.mail.services import HANDLERS as MAIL_HANDLERS
 from app.outbox.services import outbox_status, register_handlers
+from app.unit_of_work import UnitOfWorkFlask, init_unit_of_work
 from app.web.ratelimits import init_rate_limits
 from app.wiring import Services
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: dict | None = None) -> UnitOfWorkFlask:
     """Build the app. ``config`` maps LATCHKEY_* names to values and, when
     given, replaces the environment (tests pass their own)."""
-    app = Flask(
+    app = UnitOfWorkFlask(
         __name__,
         template_folder="../templates",
         static_folder="../static",
@@ -121,6 +121,8 @@ def create_app(config: dict | None = None) -> Flask:
         from app.background import install_dev_worker
 
         install_dev_worker(app)
+    # Last, so that Flask runs it before every other after_request hook.
+    init_unit_of_work(app)
     return app
 
 
@@ -141,7 +143,7 @@ def _engine_options(settings) -> dict:
     }
 
 
-def _enable_sqlite_foreign_keys(app: Flask) -> None:
+def _enable_sqlite_foreign_keys(app: UnitOfWorkFlask) -> None:
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
     with app.app_context():

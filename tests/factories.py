@@ -44,6 +44,7 @@ class Factories:
                 email_verified=True,
             )
             made = MadeAccount(account.id, account.email, password)
+            db.session.commit()
             db.session.remove()
         return made
 
@@ -96,5 +97,6 @@ class Factories:
                 **options,
             )
             made = MadeClient(client.client_id, secret, redirect_uri)
+            db.session.commit()
             db.session.remove()
         return made

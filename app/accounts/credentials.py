@@ -42,7 +42,7 @@ def set_password(
     ua: str,
     how: str,
 ) -> None:
-    """Store a new password and tell the owner; commits.
+    """Store a new password and tell the owner.
 
     With ``sign_out_everywhere`` every session, grant, token and pending code
     of the account is cut off in the same transaction (one row update).
@@ -79,5 +79,4 @@ def set_password(
     )
     if sign_out_everywhere:
         cut_off_everywhere(account, ip, ua, reason=f"password_{how}", notify=False)
-    db.session.commit()
     db.session.refresh(account)

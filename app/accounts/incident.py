@@ -63,6 +63,7 @@ from app.models import (
     SecurityEvent,
 )
 from app.models.base import UTCDateTime, utcnow
+from app.unit_of_work import commit_early
 
 BATCH_SIZE = 500
 INCIDENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -210,14 +211,17 @@ def incident_lock(incident: str) -> Iterator[None]:
         yield
         return
     key = func.hashtext(literal(LOCK + incident))
-    with db.engine.connect() as conn:
+    # A session-level lock needs no transaction: in autocommit this
+    # connection never sits idle in one for the whole run (where
+    # idle_in_transaction_session_timeout would end it, lock and all), and
+    # it commits nothing of the run's, whose batches commit on their own.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if not conn.execute(select(func.pg_try_advisory_lock(key))).scalar():
             raise IncidentInProgress(incident)
         try:
             yield
         finally:
             conn.execute(select(func.pg_advisory_unlock(key)))
-            conn.commit()
 
 
 class BatchRunner:
@@ -277,15 +281,15 @@ def force_reset_batch(
     account_ids: list[str], incident: str, sign_out: bool
 ) -> BatchResult:
     """Do ``account_ids`` for ``incident`` in one transaction of a constant
-    number of statements, and commit: mark the password accounts must-reset,
-    with ``sign_out`` cut every account off everywhere (the generation bump
-    of "sign out of all devices"), record one event each and queue one
-    notice each to the active ones. Accounts another run did meanwhile are
-    left out, so each account is done once."""
+    number of statements, committed early (a batch boundary): mark the
+    password accounts must-reset, with ``sign_out`` cut every account off
+    everywhere (the generation bump of "sign out of all devices"), record
+    one event each and queue one notice each to the active ones. Accounts
+    another run did meanwhile are left out, so each account is done once."""
     result = BatchResult()
     rows = _claim(account_ids, incident, sign_out)
     if not rows:
-        db.session.commit()
+        commit_early("incident batch")
         return result
     result.account_ids = [row.id for row in rows]
     result.marked = sum(not _is_sso_only(row) for row in rows)
@@ -297,7 +301,7 @@ def force_reset_batch(
         result.sso_only_signed_out = len(rows) - result.marked
     _record_events(result.account_ids, incident, sign_out)
     result.emails_queued = queue_notices(rows, incident, sign_out)
-    db.session.commit()
+    commit_early("incident batch")
     return result
 
 

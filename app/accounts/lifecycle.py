@@ -9,7 +9,7 @@ to refuse new sign-ins; the generation bump cuts off what was already
 issued. Reactivation restores the status only: the generation stays bumped,
 so the tokens cut off at deactivation stay dead.
 
-Every function commits.
+Each function is one step of its request's or command's unit of work.
 """
 
 from sqlalchemy import delete, select, update
@@ -95,7 +95,6 @@ def deactivate_account(account: Account, by: str, ip="", ua="", device_id=None):
         generation=cut,
     )
     queue_email(account.email, "account_deactivated", account=account, by=by)
-    db.session.commit()
     db.session.refresh(account)
 
 
@@ -117,7 +116,6 @@ def reactivate_account(account: Account, by: str = "operator", ip="", ua=""):
         raise AccountNotDeactivated
     record_event(EventTag.REACTIVATED, account.id, ip=ip, user_agent=ua, by=by)
     queue_email(account.email, "account_reactivated", account=account)
-    db.session.commit()
     db.session.refresh(account)
 
 
@@ -152,7 +150,6 @@ def delete_account(account: Account) -> None:
     account.totp_last_step = None
     account.status = AccountStatus.DELETED
     account.deleted_at = now
-    db.session.commit()
 
 
 def _notify_relying_parties(account_id: str, now) -> None:

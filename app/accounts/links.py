@@ -14,8 +14,7 @@ from app.security.opaque_tokens import hash_token, new_token
 def issue_link(
     account: Account, purpose: str, lifetime_seconds: int, new_email: str | None = None
 ) -> str:
-    """A new link token for ``purpose``; earlier ones of that purpose die.
-    No commit."""
+    """A new link token for ``purpose``; earlier ones of that purpose die."""
     now = utcnow()
     db.session.execute(
         update(AccountLink)
@@ -63,7 +62,7 @@ def find_link(token: str, purpose: str) -> tuple[AccountLink, Account] | None:
 
 
 def claim_link(link: AccountLink) -> bool:
-    """Use the link up; False if another request used it first. No commit."""
+    """Use the link up; False if another request used it first."""
     return (
         db.session.execute(
             update(AccountLink)

@@ -56,7 +56,8 @@ def create_account(
     name: str = "",
     email_verified=False,
 ) -> Account:
-    """Create and commit an account. Raises AccountExists or InvalidEmail."""
+    """Add an account, flushed so that its id and creation time are set.
+    Raises AccountExists or InvalidEmail."""
     email = normalize_email(email)
     if find_account(email) is not None:
         raise AccountExists(email)
@@ -67,7 +68,7 @@ def create_account(
         email_verified=email_verified,
     )
     db.session.add(account)
-    db.session.commit()
+    db.session.flush()
     return account
 
 
@@ -78,7 +79,7 @@ def check_password(
 
     An unknown email costs the same argon2 work as a wrong password, and
     both get the same None. A hash made with old parameters is replaced
-    (the caller commits).
+    (written with the request).
     """
     account = find_account(email)
     password_hash = account.password_hash if account else None

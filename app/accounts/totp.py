@@ -67,7 +67,7 @@ class TotpService:
         return None
 
     def verify(self, account: Account, code: str, now: datetime | None = None) -> bool:
-        """Check a sign-in code and burn its time step. Commits nothing.
+        """Check a sign-in code and burn its time step.
 
         RFC 6238 §5.2: a code is accepted once. The conditional UPDATE makes
         that hold across processes too.
@@ -92,8 +92,7 @@ class TotpService:
 
 
 def new_recovery_codes(account: Account) -> list[str]:
-    """Replace the account's recovery codes; returns the new ones (shown once).
-    No commit."""
+    """Replace the account's recovery codes; returns the new ones (shown once)."""
     db.session.execute(
         delete(RecoveryCode).where(RecoveryCode.account_id == account.id)
     )
@@ -113,7 +112,7 @@ def _normalize(code: str) -> str:
 
 
 def use_recovery_code(account: Account, code: str) -> bool:
-    """Spend one recovery code; True if it was valid and unused. No commit."""
+    """Spend one recovery code; True if it was valid and unused."""
     normalized = _normalize(code)
     if len(normalized) != 16:
         return False

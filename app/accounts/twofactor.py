@@ -9,7 +9,7 @@ authenticator app has not seen. Only a correct code from that secret turns
 cannot be replayed at the next sign-in.
 
 Every change records a security event and queues an email to the owner in
-the same transaction; every function here commits.
+the same transaction; the request commits them together.
 """
 
 from dataclasses import dataclass
@@ -62,7 +62,7 @@ class Enrolment:
 
 
 def start_enrolment(totp: TotpService, account: Account) -> Enrolment:
-    """The pending secret to show, made (and committed) on first call.
+    """The pending secret to show, made on first call.
 
     Raises TotpAlreadyEnabled.
     """
@@ -71,7 +71,6 @@ def start_enrolment(totp: TotpService, account: Account) -> Enrolment:
     if account.totp_secret_encrypted is None:
         account.totp_secret_encrypted = totp.encrypt(totp.new_secret())
         account.totp_last_step = None
-        db.session.commit()
     secret = totp.decrypt(account.totp_secret_encrypted)
     uri = totp.provisioning_uri(secret, account.email)
     return Enrolment(secret, uri, totp.qr_svg(uri))
@@ -117,7 +116,6 @@ def enable_totp(totp: TotpService, account: Account, code: str, who: Who) -> lis
         device_id=who.device_id,
     )
     queue_email(account.email, "totp_enabled", account=account, ip=who.ip)
-    db.session.commit()
     db.session.refresh(account)
     return codes
 
@@ -139,7 +137,6 @@ def regenerate_recovery_codes(account: Account, who: Who) -> list[str]:
         device_id=who.device_id,
     )
     queue_email(account.email, "recovery_codes_regenerated", account=account, ip=who.ip)
-    db.session.commit()
     return codes
 
 
@@ -184,4 +181,3 @@ def disable_totp(account: Account, method: str, who: Who) -> None:
     queue_email(
         account.email, "totp_disabled", account=account, ip=who.ip, method=method
     )
-    db.session.commit()

@@ -94,7 +94,7 @@ def remove_access(
     account: Account, client: Client, ip: str, ua: str, device_id: str | None
 ) -> int:
     """Withdraw the client's consent and every grant it holds for
-    ``account``, with the security event, in one transaction. Commits.
+    ``account``, with the security event, in one unit of work.
     Returns how many grants were revoked."""
     revoked = revoke_client_access(account.id, client.client_id)
     record_event(
@@ -107,5 +107,4 @@ def remove_access(
         client=client.name,
         grants=revoked,
     )
-    db.session.commit()
     return revoked

@@ -76,7 +76,6 @@ def _new_demo_password(passwords) -> str | None:
         return None
     password = secrets.token_urlsafe(12)
     account.password_hash = passwords.hash(password)
-    db.session.commit()
     return password
 
 

@@ -9,7 +9,6 @@ from flask.cli import with_appcontext
 
 from app.cli.output import emit
 from app.devices.services import sweep_expired_sessions
-from app.extensions import db
 from app.outbox.services import (
     LEASE_SECONDS,
     outbox_status,
@@ -91,5 +90,4 @@ def status(as_json):
 def purge(older_than_days):
     """Delete old sent messages so the table stays small."""
     removed = purge_sent(timedelta(days=older_than_days))
-    db.session.commit()
     click.echo(f"deleted {removed} sent messages")

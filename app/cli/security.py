@@ -212,7 +212,6 @@ def sign_out_everyone_command(yes, reason, as_json):
         )
     accounts = sign_out_everyone()
     record_event(EventTag.EVERYONE_SIGNED_OUT, None, reason=reason, accounts=accounts)
-    db.session.commit()
     emit(
         {"accounts_signed_out": accounts, "reason": reason, "backchannel_queued": True},
         as_json,

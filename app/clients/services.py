@@ -127,7 +127,7 @@ def create_client(
     refresh_grace_seconds=None,
     production=False,
 ) -> tuple[Client, str | None]:
-    """Register a client and commit. Returns (client, secret or None).
+    """Register a client. Returns (client, secret or None).
 
     Raises InvalidClientMetadata naming the first unacceptable value;
     ``production`` requires https where the specifications say SHOULD.
@@ -180,7 +180,7 @@ def create_client(
         refresh_grace_seconds=refresh_grace_seconds,
     )
     db.session.add(client)
-    db.session.commit()
+    db.session.flush()  # its defaults set, for the caller to show
     return client, secret
 
 
@@ -211,7 +211,7 @@ SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
-    """Change a registered client's settings and commit; a setting not
+    """Change a registered client's settings; a setting not
     passed is left as it is (``refresh_grace_seconds=None`` goes back to
     the server's default). Raises InvalidClientMetadata, LookupError."""
     client = db.session.get(Client, client_id)
@@ -220,7 +220,6 @@ def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
     if refresh_grace_seconds is not UNSET:
         _check_refresh_grace(refresh_grace_seconds)
         client.refresh_grace_seconds = refresh_grace_seconds
-    db.session.commit()
     return client
 
 
@@ -230,7 +229,7 @@ SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def set_id_token_alg(client_id: str, alg: str) -> Client:
-    """Change a client's id_token_signed_response_alg and commit.
+    """Change a client's id_token_signed_response_alg.
 
     Raises InvalidClientMetadata for an unknown client or algorithm. Clients
     registered before RS256 became the default keep ES256 until this is run.
@@ -240,7 +239,6 @@ def set_id_token_alg(client_id: str, alg: str) -> Client:
     if client is None:
         raise InvalidClientMetadata(f"no client with id {client_id}")
     client.id_token_signed_response_alg = alg
-    db.session.commit()
     return client
 
 
@@ -266,7 +264,6 @@ def delete_client(client_id: str) -> bool:
     if client is None:
         return False
     db.session.delete(client)
-    db.session.commit()
     return True
 
 

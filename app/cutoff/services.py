@@ -6,10 +6,10 @@ generation counter that every session, grant and code is compared against.
 A session-bound grant (made in a browser session without offline_access)
 is live only while its session is: ending the session is one row update,
 and every liveness check reads that row by its unique ``sid``. All are
-idempotent, none commits: the caller's transaction holds the cut-off and
-its security event together. A cut-off that took effect also adds one
-back-channel logout row to that transaction (app.logout.backchannel),
-however much it cut off.
+idempotent and write into the request's (or command's) one unit of
+work, which holds the cut-off and its security event together. A cut-off
+that took effect also adds one back-channel logout row to it
+(app.logout.backchannel), however much it cut off.
 """
 
 from datetime import datetime
@@ -129,7 +129,7 @@ def end_session(sid: str, cause: str, client_id: str | None = None) -> bool:
 def end_expired_sessions(now: datetime, limit: int) -> list[BrowserSession]:
     """Mark up to ``limit`` sessions whose lifetime ran out as ended, so
     that their relying parties hear of it (Back-Channel Logout §2.7: the
-    tokens themselves are already dead by grant_is_live). No commit.
+    tokens themselves are already dead by grant_is_live).
 
     Returns the sessions that were still signed in when they expired; those
     already cut off by their account's generation are marked silently
@@ -226,7 +226,7 @@ def revoke_client_access(account_id: str, client_id: str) -> int:
     asks again), every live grant with its refresh-token family and access
     tokens, codes not yet exchanged and device codes approved but not yet
     collected. One statement per table, by indexed columns; a back-channel
-    logout row per revoked grant. No commit.
+    logout row per revoked grant.
 
     Returns how many grants were revoked.
     """

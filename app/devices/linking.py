@@ -55,7 +55,7 @@ def decide(
     acr,
     ip: str,
 ) -> Device | None:
-    """Approve (making the device) or deny a pending request; no commit.
+    """Approve (making the device) or deny a pending request.
 
     Returns the new device on approval. Raises UnknownUserCode if the code is
     no longer pending (used, expired, or decided in another tab).

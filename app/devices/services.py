@@ -26,6 +26,7 @@ from app.models import (
     Grant,
 )
 from app.models.base import utcnow
+from app.unit_of_work import commit_early
 
 
 @dataclass
@@ -118,8 +119,8 @@ EXPIRY_BATCH = 200
 
 
 def sweep_expired_sessions(now: datetime | None = None) -> int:
-    """End the sessions whose lifetime ran out, in batches (one commit
-    each): each gets a "session expired" event and its relying parties a
+    """End the sessions whose lifetime ran out, in batches (each committed
+    early): each gets a "session expired" event and its relying parties a
     back-channel logout. A chore of the outbox worker. Returns how many."""
     swept = 0
     while True:
@@ -131,7 +132,7 @@ def sweep_expired_sessions(now: datetime | None = None) -> int:
                 device_id=session.device_id,
                 sid=session.sid,
             )
-        db.session.commit()
+        commit_early("expired-session sweep batch")
         swept += len(expired)
         if len(expired) < EXPIRY_BATCH:
             return swept
@@ -147,17 +148,16 @@ def find_live_device(account: Account, device_id: str) -> Device | None:
 
 def rename_device(account: Account, device_id: str, name: str) -> Device | None:
     """Rename one of ``account``'s live devices; the renamed device or None
-    if there is no such device. Commits."""
+    if there is no such device."""
     device = find_live_device(account, device_id)
     if device is None:
         return None
     device.name = name.strip()[:200] or device.name
-    db.session.commit()
     return device
 
 
 def sign_out_one_device(account: Account, device_id: str, ip: str, ua: str) -> bool:
-    """Sign one device out (sessions and grants) and record it. Commits."""
+    """Sign one device out (sessions and grants) and record it."""
     done = sign_out_device(account.id, device_id)
     if done:
         record_event(
@@ -167,7 +167,6 @@ def sign_out_one_device(account: Account, device_id: str, ip: str, ua: str) -> b
             user_agent=ua,
             device_id=device_id,
         )
-    db.session.commit()
     return done
 
 
@@ -175,7 +174,7 @@ def cut_off_everywhere(
     account: Account, ip: str, ua: str, reason: str, notify: bool = True
 ) -> None:
     """Sign out of all devices, with its event and (``notify``) its email;
-    constant cost, no commit. Password changes pass notify=False: their own
+    constant cost. Password changes pass notify=False: their own
     email says so."""
     cut = sign_out_account(account.id)
     record_event(
@@ -191,6 +190,5 @@ def cut_off_everywhere(
 
 
 def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None:
-    """Sign out of all devices in one transaction. Commits."""
+    """Sign out of all devices in one unit of work."""
     cut_off_everywhere(account, ip, ua, reason)
-    db.session.commit()

@@ -51,7 +51,7 @@ class EventTag(enum.StrEnum):
 
 
 def record_event(tag: EventTag, account_id=None, ip="", user_agent="", **details):
-    """Add an event to the current transaction; the caller commits."""
+    """Add an event to the current unit of work."""
     device_id = details.pop("device_id", None)
     event = SecurityEvent(
         account_id=account_id,

@@ -71,7 +71,7 @@ def _find_identity(provider: str, subject: str) -> FederatedIdentity | None:
 
 
 def resolve_sign_in(identity: UpstreamIdentity, name: str = "") -> SignIn | NeedsLink:
-    """Decide what a verified upstream sign-in means. Commits a new account.
+    """Decide what a verified upstream sign-in means; a new account is added.
 
     Raises AccountDeactivated or EmailNotVouched.
     """
@@ -102,12 +102,11 @@ def resolve_sign_in(identity: UpstreamIdentity, name: str = "") -> SignIn | Need
             last_used_at=utcnow(),
         )
     )
-    db.session.commit()
     return SignIn(account, created=True)
 
 
 def link_identity(account: Account, identity: UpstreamIdentity) -> None:
-    """Link an upstream identity to ``account``; no commit.
+    """Link an upstream identity to ``account``.
 
     Idempotent for the same account; raises IdentityTaken for another.
     """
@@ -150,7 +149,7 @@ def identities_of(account: Account) -> list[FederatedIdentity]:
 
 
 def unlink_identity(account: Account, provider: str) -> bool:
-    """Remove the account's link to ``provider``; no commit.
+    """Remove the account's link to ``provider``.
 
     Raises LastSignInMethod when it is the only way left to sign in.
     """

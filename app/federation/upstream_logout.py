@@ -93,7 +93,7 @@ def _decode(token: str, keys: KeySet, algorithms: list[str], last=False):
 
 def end_upstream_sessions(provider: Provider, claims: dict) -> list[tuple[str, str]]:
     """End the live sessions that signed in through the upstream session (or,
-    with only ``sub``, every session of that upstream subject). No commit.
+    with only ``sub``, every session of that upstream subject).
 
     Returns (account id, sid) of each session ended.
     """

@@ -20,6 +20,7 @@ from app.keys.ring import PURPOSE, SUPPORTED_ALGS, KeyRing
 from app.models import SigningKey, SigningKeyState
 from app.models.base import utcnow
 from app.security.crypto import KeyEncryption
+from app.unit_of_work import commit_early
 
 
 class RotationPending(Exception):
@@ -103,7 +104,7 @@ def create_first_keys(encryption: KeyEncryption) -> list[SigningKey]:
             _signs_at(r, now) or r.activates_at > now for r in _live_keys(alg, now)
         )
     ]
-    db.session.commit()
+    commit_early("signing keys: every process must see them")
     return created
 
 
@@ -113,7 +114,8 @@ def rotate_key(
     """A new ``alg`` key published now that takes over signing in
     ``prepublish`` seconds; the key it replaces stays in the JWKS for
     ``overlap`` seconds after that. Raises RotationPending if a previous
-    rotation has not taken over yet. Commits."""
+    rotation has not taken over yet. Committed at once (commit_early):
+    every process must see it."""
     # Made before the clock is read: an RSA key can take a second to make,
     # and pre-publication counts from when the key is published.
     key = _generate(alg)
@@ -133,7 +135,7 @@ def rotate_key(
         row.retired_at = activates
         row.expires_at = activates + timedelta(seconds=overlap)
     new = _create(encryption, alg, activates, key)
-    db.session.commit()
+    commit_early("signing keys: every process must see them")
     return new
 
 
@@ -142,7 +144,8 @@ def revoke_key(encryption: KeyEncryption, kid: str) -> Revocation:
     process at its next check (introspection and UserInfo check on every
     call). If it signed, a pre-published successor takes over now, else a
     new key does (relying parties fetch the JWKS again on an unknown kid).
-    Records an operator security event. Raises UnknownKey. Commits."""
+    Records an operator security event. Raises UnknownKey. Committed at
+    once (commit_early): every process must see it."""
     _lock_ring()
     row = db.session.execute(
         select(SigningKey).where(SigningKey.kid == kid)
@@ -174,14 +177,15 @@ def revoke_key(encryption: KeyEncryption, kid: str) -> Revocation:
         alg=row.alg,
         successor=successor.kid if successor else None,
     )
-    db.session.commit()
+    commit_early("signing keys: every process must see them")
     return Revocation(row, successor)
 
 
 def ensure_keys(ring: KeyRing) -> list[SigningKey]:
     """The deploy step (`flask keys`): create a signing key for each algorithm
     that has none (current or pending), then reload ``ring``. Safe to run from
-    several places at once. Commits; returns the keys created."""
+    several places at once. Committed at once (commit_early); returns the
+    keys created."""
     created = create_first_keys(ring.encryption)
     ring.reload()
     return created
@@ -189,8 +193,8 @@ def ensure_keys(ring: KeyRing) -> list[SigningKey]:
 
 def rotate(ring: KeyRing, alg: str) -> SigningKey:
     """Pre-publish a new ``alg`` key that takes over signing after the ring's
-    ``prepublish_seconds``, then reload ``ring``. Commits; raises
-    RotationPending."""
+    ``prepublish_seconds``, then reload ``ring``. Committed at once;
+    raises RotationPending."""
     new = rotate_key(
         ring.encryption, alg, ring.prepublish_seconds, ring.overlap_seconds
     )
@@ -200,7 +204,7 @@ def rotate(ring: KeyRing, alg: str) -> SigningKey:
 
 def revoke(ring: KeyRing, kid: str):
     """Withdraw ``kid`` at once (removed from the JWKS, its tokens refused),
-    then reload ``ring``. Commits; raises UnknownKey."""
+    then reload ``ring``. Committed at once; raises UnknownKey."""
     result = revoke_key(ring.encryption, kid)
     ring.reload()
     return result

@@ -42,7 +42,7 @@ REQUEST_TIMEOUT = 5
 
 # -- queueing, called by app.cutoff.services inside its transaction ----
 def queue_logout_for_session(sid: str, account_id: str) -> None:
-    """The browser session ``sid`` of ``account_id`` ended. No commit."""
+    """The browser session ``sid`` of ``account_id`` ended."""
     enqueue(
         FANOUT,
         {"cause": "session", "sid": sid, "account_id": account_id},
@@ -51,7 +51,7 @@ def queue_logout_for_session(sid: str, account_id: str) -> None:
 
 
 def queue_logout_for_grant(grant_id: str) -> None:
-    """The grant ``grant_id`` was revoked. No commit."""
+    """The grant ``grant_id`` was revoked."""
     enqueue(
         FANOUT,
         {"cause": "grant", "grant_id": grant_id},
@@ -60,7 +60,7 @@ def queue_logout_for_grant(grant_id: str) -> None:
 
 
 def queue_logout_for_device(device_id: str) -> None:
-    """The device ``device_id`` was signed out. No commit."""
+    """The device ``device_id`` was signed out."""
     enqueue(
         FANOUT,
         {"cause": "device", "device_id": device_id, "at": utcnow().isoformat()},
@@ -70,7 +70,7 @@ def queue_logout_for_device(device_id: str) -> None:
 
 def queue_logout_for_account(account_id: str, cut_off_generation: int) -> None:
     """Every session and grant of ``account_id`` made in generation
-    ``cut_off_generation`` was cut off ("sign out of all devices"). No commit."""
+    ``cut_off_generation`` was cut off ("sign out of all devices")."""
     enqueue(
         FANOUT,
         {
@@ -87,7 +87,7 @@ def queue_logout_for_accounts(cut_offs: list[tuple[str, int]], key: str) -> None
     """Each (account_id, generation) in ``cut_offs`` was cut off at once
     (`flask security force-password-reset --sign-out`, one batch): one row
     for the whole batch, told to relying parties as ``queue_logout_for_account``
-    would tell each. ``key`` names the batch. No commit."""
+    would tell each. ``key`` names the batch."""
     enqueue(
         FANOUT,
         {
@@ -103,7 +103,7 @@ def queue_logout_for_accounts(cut_offs: list[tuple[str, int]], key: str) -> None
 
 def queue_logout_for_everyone() -> None:
     """Every account's generation was bumped at once (`flask security
-    sign-out-everyone`): one row, however many accounts. No commit."""
+    sign-out-everyone`): one row, however many accounts."""
     at = utcnow().isoformat()
     enqueue(FANOUT, {"cause": "everyone", "at": at}, dedupe_key=f"{FANOUT}:all:{at}")
 

@@ -27,7 +27,7 @@ _PURPOSE = "outbox-email-body"
 def queue_email(
     to: str, template: str, dedupe_key: str | None = None, **context
 ) -> int | None:
-    """Render templates/mail/<template>.{txt,html} and queue it; no commit.
+    """Render templates/mail/<template>.{txt,html} and queue it.
 
     The subject is the text template's first line. ``dedupe_key`` makes a
     re-run of a batch job queue each notice once.

@@ -9,7 +9,8 @@ revokes what it issued: RFC 6749 §4.1.2, RFC 9700 §4.14.2) and for the
 person's security history. Nothing live is ever a candidate.
 
 Each batch is one DELETE of at most ``batch_size`` primary keys, committed
-on its own. On PostgreSQL the keys are picked with FOR UPDATE SKIP LOCKED,
+on its own (commit_early), so a run stopped midway keeps its batches. On
+PostgreSQL the keys are picked with FOR UPDATE SKIP LOCKED,
 so several purges running at once (a CronJob overlapping a person) share the
 work instead of queueing; on SQLite writes are serialised anyway.
 """
@@ -36,6 +37,7 @@ from app.models import (
     SecurityEvent,
 )
 from app.models.base import utcnow
+from app.unit_of_work import commit_early
 
 BATCH_SIZE = 1000
 
@@ -151,10 +153,11 @@ def purge(
     batch_size: int = BATCH_SIZE,
     max_batches: int | None = None,
 ) -> dict[str, int]:
-    """Delete every dead row (see RULES), ``batch_size`` rows per statement
-    and commit. Returns rows deleted per table. ``max_batches`` bounds the
-    work per table for one run (the rest waits for the next run). Needs an
-    app context; safe to run from several processes at once."""
+    """Delete every dead row (see RULES), ``batch_size`` rows per statement,
+    each batch committed early. Returns rows deleted per table.
+    ``max_batches`` bounds the work per table for one run (the rest waits
+    for the next run). Needs an app context; safe to run from several
+    processes at once."""
     now = now or utcnow()
     removed = {}
     for name, rule in RULES.items():
@@ -177,7 +180,7 @@ def _purge_table(key, dead, batch_size: int, max_batches: int | None) -> int:
                 delete(key.class_).where(key.in_(keys)),
                 execution_options={"synchronize_session": False},
             ).rowcount
-        db.session.commit()
+        commit_early("retention purge batch")
         batches += 1
         if len(keys) < batch_size:
             break

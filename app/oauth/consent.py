@@ -19,7 +19,7 @@ def consent_needed(account_id: str, client: Client, scope: str) -> bool:
 
 
 def remember_consent(account_id: str, client_id: str, scope: str) -> None:
-    """Add ``scope`` to what the person has agreed to; the caller commits."""
+    """Add ``scope`` to what the person has agreed to."""
     row = db.session.execute(
         select(Consent).where(
             Consent.account_id == account_id, Consent.client_id == client_id

@@ -27,6 +27,7 @@ from app.models.base import utcnow
 from app.models.device_code import DeviceCodeStatus
 from app.oauth.tokens import Subject
 from app.security.opaque_tokens import hash_token, new_token
+from app.unit_of_work import commit_early
 
 DEVICE_CODE_LIFETIME = 600
 POLL_INTERVAL = 5
@@ -83,7 +84,6 @@ class LatchkeyDeviceAuthorizationEndpoint(DeviceAuthorizationEndpoint):
                 expires_at=now + timedelta(seconds=self.EXPIRES_IN),
             )
         )
-        db.session.commit()
         data.pop("scope")
 
 
@@ -125,7 +125,7 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
             )
             .values(status=DeviceCodeStatus.USED)
         ).rowcount
-        db.session.commit()
+        commit_early("device code claimed: nothing after gives it back")
         if claimed != 1:
             raise InvalidGrantError("The device code was already used.")
         account = db.session.get(Account, row.account_id)
@@ -171,7 +171,6 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
                 .where(DeviceCode.device_code_hash == row.device_code_hash)
                 .values(interval=DeviceCode.interval + 5, last_polled_at=now)
             )
-        db.session.commit()
         if paced != 1:
             raise SlowDownError()
 

@@ -5,7 +5,7 @@ authenticate themselves."""
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, jsonify, request
 
-from app.extensions import csrf, db, without_transaction
+from app.extensions import csrf, without_transaction
 from app.oauth.introspection import describe_token
 from app.oauth.revocation import revoke_token
 from app.web.metadata import advertised_as
@@ -90,7 +90,6 @@ def revoke():
             ip=request.remote_addr or "",
             ua=request.headers.get("User-Agent", ""),
         )
-        db.session.commit()
         return _no_store(current_app.response_class(status=200))
 
     return _run(answer, list(REVOCATION_AUTH_METHODS), "revocation")

@@ -72,8 +72,9 @@ class RefreshRotation:
         """Exchange ``value`` for its successor; returns the Subject to issue for.
 
         Raises RefreshRejected (the caller answers invalid_grant, RFC 6749
-        §5.2, saying nothing of why). On reuse the grant is revoked and
-        committed before raising. On success the caller commits.
+        §5.2, saying nothing of why). On reuse the grant is revoked before raising; the
+        invalid_grant answer is a response, so the request's commit keeps
+        the revocation.
         """
         if not value or len(value) > 200:
             raise RefreshRejected("malformed")
@@ -135,7 +136,6 @@ class RefreshRotation:
                 client_id=client.client_id,
                 grant_id=grant.id,
             )
-        db.session.commit()
 
     @staticmethod
     def _advance(grant: Grant, expect_live: int, successor: str, now) -> bool:

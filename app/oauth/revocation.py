@@ -23,7 +23,7 @@ def revoke_token(
     ip="",
     ua="",
 ) -> None:
-    """Revoke ``token`` if it is ``caller``'s; otherwise do nothing. No commit.
+    """Revoke ``token`` if it is ``caller``'s; otherwise do nothing.
 
     RFC 7009 §2.2: unknown, foreign and already-revoked tokens are not errors.
     """

@@ -208,7 +208,6 @@ def _save_token(token, request):
             .where(AuthorizationCode.code_hash == code.code_hash)
             .values(grant_id=request.user.grant.id)
         )
-    db.session.commit()
 
 
 def _issuer_parameter(issuer: str):
@@ -351,7 +350,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 expires_at=now + timedelta(seconds=self.server.code_lifetime),
             )
         )
-        db.session.commit()
 
     def query_authorization_code(self, code, client):
         if not code or len(code) > 200:
@@ -377,7 +375,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 client_id=row.client_id,
                 grant_id=row.grant_id,
             )
-        db.session.commit()
 
     def authenticate_user(self, authorization_code):
         # Claim the code atomically: of two concurrent redemptions one wins.
@@ -405,11 +402,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             or account.status != AccountStatus.ACTIVE
             or account.generation != authorization_code.account_generation
         ):
-            db.session.commit()  # the code stays spent
             return None
         session_sid = self._live_sid(authorization_code, account)
         if session_sid is False:
-            db.session.commit()  # the sign-in it came from has ended
             return None
         return Subject(
             account=account,
@@ -458,7 +453,8 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
                 ua=flask_request.headers.get("User-Agent", ""),
             )
         except RefreshRejected as exc:
-            db.session.rollback()
+            # No rollback: a rejection writes nothing but a reuse's
+            # revocation, which the error answer's commit must keep.
             raise InvalidGrantError("The refresh token is invalid.") from exc
         granted = set((subject.grant.scope or "").split())
         asked = self.request.form.get("scope")

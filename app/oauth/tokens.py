@@ -109,7 +109,7 @@ class TokenIssuer:
     def create_grant(
         self, subject: Subject, client: Client, scope: str, with_refresh: bool
     ) -> Grant:
-        """Add a grant (and its first refresh token) to the session; no commit."""
+        """Add a grant (and its first refresh token) to the session."""
         now = utcnow()
         grant = Grant(
             id=new_id(),

@@ -24,7 +24,7 @@ from flask import (
 
 from app.config import JWKS_MAX_AGE
 from app.events.services import EventTag
-from app.extensions import csrf, db, without_transaction
+from app.extensions import csrf, without_transaction
 from app.models.base import utcnow
 from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
@@ -240,7 +240,6 @@ def consent():
         scope=scope,
         device_id=current.device.id,
     )
-    db.session.commit()
     return _server().create_authorization_response(grant_user=end_user, grant=grant)
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.extensions import db
 from app.models import OutboxMessage
 from app.models.base import utcnow
+from app.unit_of_work import commit_early
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def enqueue(
     dedupe_key: str | None = None,
     not_before: datetime | None = None,
 ) -> int | None:
-    """Add a message to the current transaction; the caller commits.
+    """Add a message to the current unit of work.
 
     Returns the new row's id, or None when a message with ``dedupe_key`` was
     queued before (keys outlive delivery, until `flask outbox purge`).
@@ -137,8 +138,8 @@ def run_once(
     """Deliver every message that is due (at ``now``, a fixed clock for
     tests; by default the clock at each claim) and whose kind has a handler,
     batch after batch, including messages the handlers queue along the way.
-    Commits after each message; stops between messages once ``stop`` is set,
-    handing the rest of its batch back at once.
+    Commits early after each message (its bookkeeping); stops between
+    messages once ``stop`` is set, handing the rest of its batch back at once.
 
     Returns how many deliveries were attempted (successful or not). Needs an
     app context. A row that fails waits out its backoff, even within a run.
@@ -229,14 +230,14 @@ class _Lease:
             .values(next_attempt_at=when)
             .execution_options(synchronize_session=False)
         )
-        db.session.commit()
+        commit_early("outbox lease renewed")
 
 
 def _claim(
     now: datetime, kinds: list[str], limit: int, lease_seconds: float
 ) -> list[Delivery]:
     """Take up to ``limit`` due rows for this worker, leased from ``now``
-    (the moment of this claim, not of the run's start), and commit, so
+    (the moment of this claim, not of the run's start), and commit early, so
     that the handlers run outside any long transaction."""
     due = (
         select(
@@ -286,7 +287,7 @@ def _claim(
             ).rowcount
             if won == 1:
                 claimed.append(row)
-    db.session.commit()
+    commit_early("outbox claim")
     return [
         Delivery(r.id, r.kind, dict(r.payload or {}), r.attempts + 1, now)
         for r in claimed
@@ -330,7 +331,7 @@ def _update(message_id: int, *conditions, **values) -> None:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
+    commit_early("outbox delivery bookkeeping")
 
 
 def run_forever(
@@ -391,7 +392,7 @@ def outbox_status(now: datetime | None = None) -> dict:
 
 def purge_sent(older_than: timedelta, now: datetime | None = None) -> int:
     """Delete messages sent more than ``older_than`` ago; their dedupe keys go
-    with them. Returns how many; the caller commits."""
+    with them. Returns how many."""
     cutoff = (now or utcnow()) - older_than
     result = db.session.execute(
         delete(OutboxMessage).where(OutboxMessage.sent_at < cutoff)

@@ -6,7 +6,7 @@ from app.web.sessions import client_ip, user_agent
 
 
 def record_request_event(tag: EventTag, account_id: str | None, **details):
-    """record_event with this request's IP and User-Agent; no commit."""
+    """record_event with this request's IP and User-Agent."""
     return record_event(
         tag, account_id, ip=client_ip(), user_agent=user_agent(), **details
     )

@@ -8,7 +8,6 @@ account signs in: the session has to be fresh, or the password typed again.
 from flask import current_app
 
 from app.events.services import EventTag
-from app.extensions import db
 from app.models.base import utcnow
 from app.web.events import record_request_event
 from app.web.ratelimits import failure_limit
@@ -24,10 +23,10 @@ def needs_reauth(current: CurrentSession) -> bool:
 def password_confirmed(
     current: CurrentSession, password: str | None, action: str
 ) -> bool:
-    """True if ``password`` is the account's. A wrong one is recorded (and
-    committed) as an event, so guessing through any form shows in the
-    account's history. An account with no password (SSO only) never
-    matches; the argon2 work is the same either way."""
+    """True if ``password`` is the account's. A wrong one is recorded as an
+    event (kept: the refusal is an answer, not an exception), so guessing
+    through any form shows in the account's history. An account with no
+    password (SSO only) never matches; the argon2 work is the same either way."""
     passwords = current_app.extensions["latchkey"].passwords
     if passwords.verify(current.account.password_hash, password or ""):
         return True
@@ -41,7 +40,6 @@ def password_confirmed(
         device_id=current.device.id,
         action=action,
     )
-    db.session.commit()
     return False
 
 
@@ -56,7 +54,7 @@ def mark_reauthenticated(current: CurrentSession, amr: list[str]) -> None:
     """The person just proved it is them again (password, second factor or
     a fresh upstream sign-in): the session counts as a new sign-in from now
     (OIDC Core §2: auth_time is when the person last authenticated), with
-    the methods used added to its ``amr``. The caller commits."""
+    the methods used added to its ``amr``."""
     current.session.auth_time = utcnow()
     current.session.amr = sorted(set(current.session.amr or []) | set(amr))
 

@@ -115,7 +115,7 @@ def load_current_session() -> CurrentSession | None:
 def device_for_sign_in(account: Account) -> tuple[Device, bool]:
     """This browser's device for ``account``, made (and cookied) if new.
 
-    Returns (device, is_new). The caller commits.
+    Returns (device, is_new).
     """
     cookie = request.cookies.get(device_cookie_name())
     now = utcnow()
@@ -154,7 +154,7 @@ def start_session(
     upstream: dict | None = None,
 ):
     """Create a session row, or renew this browser's, and queue its new
-    cookie, with a new CSRF token. The caller commits.
+    cookie, with a new CSRF token.
 
     The same person signing in again on the same device (prompt=login,
     max_age) renews the session in place: a new cookie (no fixation), a new

@@ -69,7 +69,7 @@ def complete_sign_in(
     provider: str | None = None,
     upstream: dict | None = None,
 ):
-    """Start the session (new device noted and told), commit, redirect."""
+    """Start the session (new device noted and told), redirect."""
     session.pop(PENDING_SECOND_FACTOR, None)
     device, is_new = device_for_sign_in(account)
     db.session.flush()
@@ -94,7 +94,6 @@ def complete_sign_in(
         device_id=device.id,
         **details,
     )
-    db.session.commit()
     if account.must_reset_password:
         # Keep where the person was going (an app's /authorize): after the
         # new password, they continue there instead of starting over.

@@ -20,6 +20,7 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import Account
+from app.unit_of_work import commit_early
 from app.web.events import record_request_event
 from app.web.ratelimits import (
     address_key,
@@ -57,8 +58,9 @@ def _pending_account_key() -> str:
 
 def tell_owner(account: Account, step: str, limit: RequestLimit) -> None:
     """Queue the "someone is guessing" notice and record the event, once per
-    window of ``limit`` (the outbox dedupe key names the window); commits.
-    A failure to do so is logged: the 429 answer matters more."""
+    window of ``limit`` (the outbox dedupe key names the window), committed
+    early since the 429 that follows rolls the request back. A failure to
+    do so is logged: the 429 answer matters more."""
     window = limit.limit.get_expiry()
     key = f"login_throttled:{account.id}:{step}:{int(time.time() // window)}"
     try:
@@ -77,7 +79,7 @@ def tell_owner(account: Account, step: str, limit: RequestLimit) -> None:
                 account.id,
                 step=step,
             )
-        db.session.commit()
+        commit_early("owner told of a rate limit that answers 429")
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("could not queue the sign-in throttling notice")

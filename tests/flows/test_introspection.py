@@ -157,6 +157,7 @@ def test_client_credentials_token(base_url, rs, factories):
     # Deleting the client is the "one client" cut-off.
     with factories.app.app_context():
         assert delete_client(service.client_id)
+        db.session.commit()  # what `flask clients delete` ends with
         db.session.remove()
     assert_inactive(base_url, rs, access)
 

@@ -19,6 +19,7 @@ from app.events.services import EventTag
 from app.extensions import db
 from app.mail.services import queue_email
 from app.models import LinkPurpose
+from app.unit_of_work import commit_early
 from app.web.accounts.forms import (
     ChangePasswordForm,
     ForgotPasswordForm,
@@ -70,7 +71,7 @@ def forgot():
             EventTag.PASSWORD_RESET_REQUESTED,
             account.id,
         )
-        db.session.commit()
+        commit_early("inside the forgot-password answer's constant time")
     remaining = FORGOT_MIN_SECONDS - (time.monotonic() - started)
     if remaining > 0:
         time.sleep(remaining)
@@ -151,7 +152,6 @@ def change():
                     # Everything else is signed out; this browser signs in anew.
                     forget_session_cookie()
                     start_session(account, current.device, amr=["pwd"])
-                    db.session.commit()
                 flash(_changed_message(form.sign_out_everywhere.data), "success")
                 return redirect(_after_change())
     return render_template(

@@ -17,7 +17,6 @@ from flask import (
 
 from app.accounts.totp import use_recovery_code
 from app.events.services import EventTag
-from app.extensions import db
 from app.federation.services import identities_of
 from app.web.accounts.forms import ReauthForm
 from app.web.events import record_request_event
@@ -50,7 +49,6 @@ def confirm():
                 device_id=current.device.id,
                 method=amr[0],
             )
-            db.session.commit()
             flash("Thank you, that is confirmed. You can go on.", "success")
             return redirect(safe_next(form.next.data, url_for("accounts.home")))
         status = 401
@@ -105,5 +103,4 @@ def _check(current, form, errors: dict) -> list[str] | None:
             device_id=current.device.id,
             action="reauth",
         )
-        db.session.commit()
     return None

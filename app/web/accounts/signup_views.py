@@ -39,7 +39,7 @@ def _settings():
 
 
 def send_verification(account: Account) -> None:
-    """Queue a verification link for the account's address; no commit."""
+    """Queue a verification link for the account's address."""
     token = issue_link(account, LinkPurpose.VERIFY_EMAIL, VERIFY_LINK_LIFETIME)
     queue_email(
         account.email,
@@ -81,7 +81,6 @@ def _register(email: str, name: str, password: str) -> None:
     existing = find_account(email)
     if existing is not None:
         queue_email(existing.email, "signup_existing", account=existing)
-        db.session.commit()
         return
     passwords = current_app.extensions["latchkey"].passwords
     account = Account(
@@ -94,7 +93,6 @@ def _register(email: str, name: str, password: str) -> None:
     db.session.flush()
     record_request_event(EventTag.SIGNED_UP, account.id)
     send_verification(account)
-    db.session.commit()
 
 
 @bp.route("/verify-email/<token>", methods=["GET", "POST"])
@@ -114,7 +112,6 @@ def verify_email(token):
                 account.id,
                 email=account.email,
             )
-            db.session.commit()
             return render_template("accounts/email_verified.html", email=account.email)
         return _dead_link()
     return render_template(
@@ -135,7 +132,6 @@ def resend_verification():
         abort(400)
     if not current.account.email_verified:
         send_verification(current.account)
-        db.session.commit()
     return render_template("accounts/signup_sent.html", email=current.account.email)
 
 
@@ -165,7 +161,6 @@ def change_email():
             errors["new_email"] = "That is not an email address."
         else:
             _request_email_change(current, new_email)
-            db.session.commit()
             return render_template("accounts/signup_sent.html", email=new_email)
     if not errors and request.method != "POST":
         status = 200
@@ -191,7 +186,7 @@ def _still_you(current, password: str | None) -> bool:
 
 def _request_email_change(current, new_email: str) -> None:
     """Mail the confirmation link to the new address and the notice to the
-    old one, and record the request. The caller commits."""
+    old one, and record the request."""
     account = current.account
     token = issue_link(
         account, LinkPurpose.CHANGE_EMAIL, VERIFY_LINK_LIFETIME, new_email=new_email
@@ -246,7 +241,6 @@ def confirm_email_change(token):
             old_email=old,
             new_email=link.new_email,
         )
-        db.session.commit()
         return render_template("accounts/email_verified.html", email=account.email)
     return render_template(
         "accounts/confirm_link.html",

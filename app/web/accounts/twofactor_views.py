@@ -27,7 +27,6 @@ from app.accounts.twofactor import (
     start_enrolment,
 )
 from app.events.services import EventTag
-from app.extensions import db
 from app.web.accounts.security_forms import (
     DisableTotpForm,
     EnableTotpForm,
@@ -170,7 +169,6 @@ def disable():
                 device_id=current.device.id,
                 action="disable_totp",
             )
-            db.session.commit()
             error, status = "Enter your password or an unused recovery code.", 401
         else:
             # Another tab may have turned it off first: same outcome.

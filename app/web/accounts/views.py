@@ -58,7 +58,6 @@ def login():
                 EventTag.LOGIN_FAILURE,
                 known.id if known else None,
             )
-            db.session.commit()
             error = "Wrong email or password."
         else:
             return finish_first_factor(account, ["pwd"], form.next.data)
@@ -115,7 +114,6 @@ def second_factor():
             EventTag.SECOND_FACTOR_FAILURE,
             account.id,
         )
-        db.session.commit()
         if pending["failures"] >= MAX_SECOND_FACTOR_FAILURES:
             session.pop(PENDING_SECOND_FACTOR, None)
             return redirect(url_for("accounts.login"))
@@ -138,7 +136,6 @@ def logout():
                 ended.account_id,
                 device_id=ended.device_id,
             )
-        db.session.commit()
         flash("You are signed out.", "success")
         return redirect(url_for("accounts.login"))
     return render_template(
@@ -181,6 +178,5 @@ def profile():
         record_request_event(
             EventTag.PROFILE_UPDATED, current.account.id, device_id=current.device.id
         )
-        db.session.commit()
     flash("Your name is saved." if name else "Your name is removed.", "success")
     return redirect(url_for("accounts.home"))

@@ -18,7 +18,6 @@ from app.devices.services import (
     sign_out_one_device,
 )
 from app.events.services import EventTag
-from app.extensions import db
 from app.web.common import form_expired
 from app.web.devices.forms import (
     DeviceDecisionForm,
@@ -130,7 +129,6 @@ def link_decide():
             device_id=device.id,
             name=device.name,
         )
-    db.session.commit()
     return render_template("devices/link_done.html", approved=approve)
 
 
@@ -177,7 +175,6 @@ def sign_out_device(device_id):
     sign_out_one_device(current.account, device.id, client_ip(), user_agent())
     if device.id == current.device.id:
         end_current_session()
-        db.session.commit()
         flash("You are signed out on this device.", "success")
         return redirect(url_for("accounts.login"))
     flash(

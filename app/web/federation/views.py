@@ -17,7 +17,7 @@ from joserfc.errors import JoseError
 
 from app.accounts.services import check_password, find_account
 from app.events.services import EventTag
-from app.extensions import csrf, db
+from app.extensions import csrf
 from app.federation.errors import UpstreamError, UpstreamStateMismatch
 from app.federation.services import (
     AccountDeactivated,
@@ -236,7 +236,6 @@ def _reauthenticate(identity: UpstreamIdentity, provider, claims, after):
             provider=provider.slug,
             reason="other_identity" if fresh else "not_fresh",
         )
-        db.session.commit()
         return _failure(
             "That did not confirm it is you",
             f"{provider.name} did not sign in this account again just now. "
@@ -250,7 +249,6 @@ def _reauthenticate(identity: UpstreamIdentity, provider, claims, after):
         device_id=current.device.id,
         provider=provider.slug,
     )
-    db.session.commit()
     flash("Thank you, that is confirmed. You can go on.", "success")
     return redirect(safe_next(after.get("next"), url_for("accounts.home")))
 
@@ -264,13 +262,12 @@ def _link_to_current(identity: UpstreamIdentity, provider, after):
     refused = _link(current.account, identity, current.device.id)
     if refused:
         return refused
-    db.session.commit()
     flash(f"{provider.name} is linked: you can sign in with it.", "success")
     return redirect(url_for("accounts.home"))
 
 
 def _link(account, identity: UpstreamIdentity, device_id: str | None = None):
-    """Link and record it (no commit); a refusal page if the identity
+    """Link and record it; a refusal page if the identity
     belongs to another account, else None."""
     try:
         link_identity(account, identity)
@@ -300,7 +297,6 @@ def _sign_in(identity: UpstreamIdentity, provider, claims, after):
             provider=provider.slug,
             reason="deactivated",
         )
-        db.session.commit()
         return _failure(
             "This account is deactivated", "It cannot be used to sign in.", 403
         )
@@ -390,7 +386,6 @@ def link_existing():
                 method="pwd",
                 provider=pending["provider"],
             )
-            db.session.commit()
         elif account.has_totp:
             # Link only once the second factor is passed as well.
             session[PENDING_LINK] = {**pending, "account_id": account.id}
@@ -443,7 +438,6 @@ def finish_link():
     refused = _link(current.account, identity, current.device.id)
     if refused:
         return refused
-    db.session.commit()
     return redirect(safe_next(pending.get("next"), url_for("accounts.home")))
 
 
@@ -482,7 +476,6 @@ def unlink(slug):
             device_id=current.device.id,
             provider=slug[:64],
         )
-    db.session.commit()
     provider, _ = _clients().get(slug[:64])
     name = provider.name if provider else "The provider"
     flash(f"{name} is unlinked.", "success")
@@ -520,7 +513,6 @@ def backchannel_logout(slug):
             provider_name=provider.name,
             sid=sid,
         )
-    db.session.commit()
     return _no_store(current_app.response_class(status=200), 200)
 
 

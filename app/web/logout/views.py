@@ -14,7 +14,7 @@ from flask import (
 )
 
 from app.events.services import EventTag
-from app.extensions import csrf, db
+from app.extensions import csrf
 from app.logout.services import (
     InvalidLogoutRequest,
     LogoutRequest,
@@ -148,7 +148,6 @@ def _end(logout: LogoutRequest) -> None:
             client_name=client.name if client else None,
             via="end_session_endpoint",
         )
-    db.session.commit()
 
 
 def _finish(logout: LogoutRequest):
