@@ -19,7 +19,6 @@ from sqlalchemy import delete, update
 from app.accounts.totp import (
     TotpService,
     new_recovery_codes,
-    use_recovery_code,
 )
 from app.events.services import EventTag, record_event
 from app.extensions import db
@@ -39,10 +38,6 @@ class TotpNotEnabled(Exception):
 class WrongCode(Exception):
     """The code does not match the pending secret (or another tab enabled
     2FA with it first)."""
-
-
-class ProofMissing(Exception):
-    """Neither the password nor an unused recovery code was given."""
 
 
 @dataclass
@@ -141,23 +136,6 @@ def regenerate_recovery_codes(account: Account, who: Who) -> list[str]:
     queue_email(account.email, "recovery_codes_regenerated", account=account, ip=who.ip)
     db.session.commit()
     return codes
-
-
-def disable_proof(
-    passwords, account: Account, password: str | None, recovery_code: str | None
-) -> str:
-    """Check what the person offered to turn 2FA off; returns "password" or
-    "recovery_code". A recovery code is spent (in the caller's transaction).
-
-    Removing a factor always needs a proof, however fresh the session:
-    a hijacked session must not be able to strip the second factor.
-    Raises ProofMissing.
-    """
-    if password and passwords.verify(account.password_hash, password):
-        return "password"
-    if recovery_code and use_recovery_code(account, recovery_code):
-        return "recovery_code"
-    raise ProofMissing
 
 
 def disable_totp(account: Account, method: str, who: Who) -> None:

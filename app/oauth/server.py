@@ -42,6 +42,7 @@ from app.oauth.device_flow import (
     PollingDeviceCodeGrant,
 )
 from app.oauth.refresh import RefreshRejected, RefreshRotation
+from app.oauth.throttling import token_request_failed
 from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
 from app.security.opaque_tokens import hash_token, new_token
 
@@ -99,6 +100,12 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
             raise InvalidClientError(
                 status_code=401, description="Client authentication failed."
             ) from exc
+
+    def handle_error_response(self, request, error):
+        """Authlib's answer to an OAuth error, told to the token endpoint's
+        per-client rate limit first (app/oauth/throttling.py)."""
+        token_request_failed(error.error)
+        return super().handle_error_response(request, error)
 
     def validate_requested_scope(self, scope):
         """Authlib's check that every scope is one we serve, after the

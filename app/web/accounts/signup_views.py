@@ -18,7 +18,7 @@ from app.models import Account, LinkPurpose
 from app.web.accounts.forms import ChangeEmailForm, SignupForm
 from app.web.events import record_request_event
 from app.web.forms import ConfirmForm
-from app.web.reauth import needs_reauth, password_confirmed, reauth_limit
+from app.web.reauth import needs_reauth, password_confirmed, reauth_limit, refuse
 from app.web.sessions import (
     load_current_session,
     login_required,
@@ -26,6 +26,7 @@ from app.web.sessions import (
 from app.web.throttling import (
     email_change_mail_limit,
     mail_ip_limit,
+    mail_sent,
     resend_mail_limit,
     signup_mail_limit,
 )
@@ -67,6 +68,7 @@ def signup():
             errors["password"] = exc.problems
         if not errors:
             _register(email, form.name.data or "", form.password.data)
+            mail_sent()
             # The same page whether or not the address was taken: no
             # enumeration through sign-up.
             return render_template("accounts/signup_sent.html", email=email)
@@ -136,6 +138,7 @@ def resend_verification():
     if not current.account.email_verified:
         send_verification(current.account)
         db.session.commit()
+        mail_sent()
     return render_template("accounts/signup_sent.html", email=current.account.email)
 
 
@@ -166,6 +169,7 @@ def change_email():
         else:
             _request_email_change(current, new_email)
             db.session.commit()
+            mail_sent()
             return render_template("accounts/signup_sent.html", email=new_email)
     if not errors and request.method != "POST":
         status = 200
@@ -185,7 +189,10 @@ def _still_you(current, password: str | None) -> bool:
     account, which has no password to type (issue: every sensitive action
     works for SSO-only people)."""
     if current.account.password_hash is None:
-        return not needs_reauth(current)
+        if needs_reauth(current):
+            refuse(current, "change_email", guessed=False)
+            return False
+        return True
     return password_confirmed(current, password, "change_email")
 
 

@@ -15,26 +15,27 @@ from flask import (
 
 from app.accounts.totp import remaining_recovery_codes
 from app.accounts.twofactor import (
-    ProofMissing,
     TotpAlreadyEnabled,
     TotpNotEnabled,
     Who,
     WrongCode,
-    disable_proof,
     disable_totp,
     enable_totp,
     regenerate_recovery_codes,
     start_enrolment,
 )
-from app.events.services import EventTag
-from app.extensions import db
 from app.web.accounts.security_forms import (
     DisableTotpForm,
     EnableTotpForm,
     RegenerateCodesForm,
 )
-from app.web.events import record_request_event
-from app.web.reauth import confirmed, needs_reauth, reauth_error, reauth_limit
+from app.web.reauth import (
+    confirmed,
+    factor_removal_confirmed,
+    needs_reauth,
+    reauth_error,
+    reauth_limit,
+)
 from app.web.sessions import (
     client_ip,
     load_current_session,
@@ -158,19 +159,10 @@ def disable():
     form = DisableTotpForm()
     error, status = None, 200
     if form.validate_on_submit():
-        passwords = current_app.extensions["latchkey"].passwords
-        try:
-            method = disable_proof(
-                passwords, current.account, form.password.data, form.recovery_code.data
-            )
-        except ProofMissing:
-            record_request_event(
-                EventTag.REAUTH_FAILURE,
-                current.account.id,
-                device_id=current.device.id,
-                action="disable_totp",
-            )
-            db.session.commit()
+        method = factor_removal_confirmed(
+            current, form.password.data, form.recovery_code.data
+        )
+        if method is None:
             error, status = "Enter your password or an unused recovery code.", 401
         else:
             # Another tab may have turned it off first: same outcome.

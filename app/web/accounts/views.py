@@ -35,6 +35,8 @@ from app.web.throttling import (
     login_account_limit,
     login_ip_limit,
     second_factor_limit,
+    wrong_password,
+    wrong_second_factor,
 )
 
 bp = Blueprint("accounts", __name__)
@@ -59,6 +61,7 @@ def login():
                 known.id if known else None,
             )
             db.session.commit()
+            wrong_password()
             error = "Wrong email or password."
         else:
             return finish_first_factor(account, ["pwd"], form.next.data)
@@ -116,6 +119,7 @@ def second_factor():
             account.id,
         )
         db.session.commit()
+        wrong_second_factor()
         if pending["failures"] >= MAX_SECOND_FACTOR_FAILURES:
             session.pop(PENDING_SECOND_FACTOR, None)
             return redirect(url_for("accounts.login"))
