@@ -11,6 +11,7 @@ from app.mail.services import queue_email
 from app.models import Account, AccountLink, LinkPurpose
 from app.models.base import utcnow
 from app.security.password_policy import password_problems
+from app.security.passwords import PasswordService
 
 
 class WeakPassword(ValueError):
@@ -22,6 +23,8 @@ class WeakPassword(ValueError):
 
 
 def check_new_password(account_email: str, name: str, password: str) -> None:
+    """Raise WeakPassword unless ``password`` meets the policy
+    (app/security/password_policy.py, LATCHKEY_PASSWORD_MIN_*)."""
     settings = current_app.config["LATCHKEY"]
     problems = password_problems(
         password,
@@ -32,6 +35,18 @@ def check_new_password(account_email: str, name: str, password: str) -> None:
     )
     if problems:
         raise WeakPassword(problems)
+
+
+def new_password_hash(
+    passwords: PasswordService, account_email: str, name: str, password: str
+) -> str:
+    """The argon2id hash to store for a password being set, checked against
+    the policy first: every place that sets a password (sign-up, reset,
+    change, `flask users create`, the demo account) goes through here, so
+    each refuses the same passwords with the same words. Raises
+    WeakPassword."""
+    check_new_password(account_email, name, password)
+    return passwords.hash(password)
 
 
 def set_password(
@@ -48,9 +63,10 @@ def set_password(
     of the account is cut off in the same transaction (one row update).
     Raises WeakPassword.
     """
-    check_new_password(account.email, account.name, password)
+    passwords = current_app.extensions["latchkey"].passwords
+    password_hash = new_password_hash(passwords, account.email, account.name, password)
     now = utcnow()
-    account.password_hash = current_app.extensions["latchkey"].passwords.hash(password)
+    account.password_hash = password_hash
     account.password_changed_at = now
     account.must_reset_password = False
     # Any reset link still in a mailbox dies with the old password.

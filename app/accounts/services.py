@@ -3,6 +3,7 @@
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
+from app.accounts.credentials import new_password_hash
 from app.extensions import db
 from app.models import Account, AccountStatus
 from app.security.passwords import PasswordService
@@ -56,14 +57,18 @@ def create_account(
     name: str = "",
     email_verified=False,
 ) -> Account:
-    """Create and commit an account. Raises AccountExists or InvalidEmail."""
+    """Create and commit an account; with no ``password`` it signs in only
+    through a provider. Raises AccountExists, InvalidEmail or WeakPassword
+    (the password policy, as on every form that sets one)."""
     email = normalize_email(email)
     if find_account(email) is not None:
         raise AccountExists(email)
     account = Account(
         email=email,
         name=name,
-        password_hash=passwords.hash(password) if password else None,
+        password_hash=(
+            new_password_hash(passwords, email, name, password) if password else None
+        ),
         email_verified=email_verified,
     )
     db.session.add(account)

@@ -8,7 +8,7 @@ from flask import (
     request,
 )
 
-from app.accounts.credentials import WeakPassword, check_new_password
+from app.accounts.credentials import WeakPassword, new_password_hash
 from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import InvalidEmail, find_account, normalize_email
 from app.events.services import EventTag
@@ -61,13 +61,18 @@ def signup():
     if form.validate_on_submit():
         try:
             email = normalize_email(form.email.data)
-            check_new_password(email, form.name.data or "", form.password.data)
+            password_hash = new_password_hash(
+                current_app.extensions["latchkey"].passwords,
+                email,
+                form.name.data or "",
+                form.password.data,
+            )
         except InvalidEmail:
             errors["email"] = ["That is not an email address."]
         except WeakPassword as exc:
             errors["password"] = exc.problems
         if not errors:
-            _register(email, form.name.data or "", form.password.data)
+            _register(email, form.name.data or "", password_hash)
             mail_sent()
             # The same page whether or not the address was taken: no
             # enumeration through sign-up.
@@ -79,17 +84,18 @@ def signup():
     return render_template("accounts/signup.html", form=form, errors=errors), status
 
 
-def _register(email: str, name: str, password: str) -> None:
+def _register(email: str, name: str, password_hash: str) -> None:
+    # The password was hashed (and checked) whether or not the address is
+    # taken: the same work, so the timing tells nothing either.
     existing = find_account(email)
     if existing is not None:
         queue_email(existing.email, "signup_existing", account=existing)
         db.session.commit()
         return
-    passwords = current_app.extensions["latchkey"].passwords
     account = Account(
         email=email,
         name=name[:200],
-        password_hash=passwords.hash(password),
+        password_hash=password_hash,
         email_verified=False,
     )
     db.session.add(account)
