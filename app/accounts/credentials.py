@@ -5,9 +5,9 @@ from flask import current_app
 from sqlalchemy import update
 
 from app.devices.services import cut_off_everywhere
-from app.events.services import EventTag, record_event
+from app.events.services import Who
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_password_changed
 from app.models import Account, AccountLink, LinkPurpose
 from app.models.base import utcnow
 from app.security.password_policy import password_problems
@@ -53,8 +53,7 @@ def set_password(
     account: Account,
     password: str,
     sign_out_everywhere: bool,
-    ip: str,
-    ua: str,
+    who: Who,
     how: str,
 ) -> None:
     """Store a new password and tell the owner; commits.
@@ -79,21 +78,8 @@ def set_password(
         )
         .values(used_at=now)
     )
-    record_event(
-        EventTag.PASSWORD_CHANGED,
-        account.id,
-        ip=ip,
-        user_agent=ua,
-        how=how,
-        signed_out_everywhere=sign_out_everywhere,
-    )
-    queue_email(
-        account.email,
-        "password_changed",
-        account=account,
-        signed_out=sign_out_everywhere,
-    )
+    notify_password_changed(account, who, how, sign_out_everywhere)
     if sign_out_everywhere:
-        cut_off_everywhere(account, ip, ua, reason=f"password_{how}", notify=False)
+        cut_off_everywhere(account, who, reason=f"password_{how}", notify=False)
     db.session.commit()
     db.session.refresh(account)

@@ -27,7 +27,7 @@ from app.cutoff.services import (
     revoke_grant,
     sid_for_tokens,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag, Who, record_event
 from app.extensions import db
 from app.models import Account, BrowserSession, Client, Grant, RefreshToken
 from app.models.base import utcnow
@@ -129,8 +129,7 @@ class RefreshRotation:
             record_event(
                 EventTag.REFRESH_REUSED,
                 account.id,
-                ip=ip,
-                user_agent=ua,
+                Who(ip, ua),
                 device_id=grant.device_id,
                 client_id=client.client_id,
                 grant_id=grant.id,

@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.cutoff.services import revoke_grant
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag, Who, record_event
 from app.extensions import db
 from app.keys.ring import InvalidJWT
 from app.models import Client, Grant, RefreshToken, RevokedAccessToken
@@ -76,8 +76,7 @@ def _revoke_refresh(inspector, token, caller, ip, ua) -> bool:
         record_event(
             EventTag.GRANT_REVOKED,
             grant.account_id,
-            ip=ip,
-            user_agent=ua,
+            Who(ip, ua),
             device_id=grant.device_id,
             client_id=caller.client_id,
             grant_id=grant.id,

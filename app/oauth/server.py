@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 
 from app.clients.services import SCOPES_SUPPORTED
 from app.cutoff.services import revoke_grant, session_is_live
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag, Who, record_event
 from app.extensions import db
 from app.metrics import TOKENS_ISSUED
 from app.models import (
@@ -379,8 +379,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             record_event(
                 EventTag.CODE_REPLAYED,
                 row.account_id,
-                ip=flask_request.remote_addr,
-                user_agent=flask_request.headers.get("User-Agent", ""),
+                Who(
+                    flask_request.remote_addr or "",
+                    flask_request.headers.get("User-Agent", ""),
+                ),
                 client_id=row.client_id,
                 grant_id=row.grant_id,
             )

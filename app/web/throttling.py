@@ -16,11 +16,10 @@ from flask_limiter import RequestLimit
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.accounts.services import find_account
-from app.events.services import EventTag
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_guessing
 from app.models import Account
-from app.web.events import record_request_event
+from app.web.events import request_who
 from app.web.ratelimits import (
     address_key,
     attempt_limit,
@@ -29,7 +28,7 @@ from app.web.ratelimits import (
     ip_key,
     typed_email_key,
 )
-from app.web.sessions import client_ip, load_current_session
+from app.web.sessions import load_current_session
 from app.web.signin import PENDING_SECOND_FACTOR
 
 log = logging.getLogger(__name__)
@@ -68,27 +67,14 @@ def _pending_account_key() -> str:
 
 
 def tell_owner(account: Account, step: str, limit: RequestLimit) -> None:
-    """Queue the "someone is guessing" notice and record the event, once per
-    window of ``limit`` (the outbox dedupe key names the window); commits.
-    A failure to do so is logged: the 429 answer matters more."""
+    """Tell the owner someone is guessing (notify_guessing: the email and
+    its event, once per window of ``limit``); commits. A failure to do so
+    is logged: the 429 answer matters more."""
     window = limit.limit.get_expiry()
-    key = f"login_throttled:{account.id}:{step}:{int(time.time() // window)}"
     try:
-        queued = queue_email(
-            account.email,
-            "login_throttled",
-            dedupe_key=key,
-            account=account,
-            step=step,
-            minutes=max(1, window // 60),
-            ip=client_ip(),
+        notify_guessing(
+            account, request_who(), step, window, str(int(time.time() // window))
         )
-        if queued is not None:
-            record_request_event(
-                EventTag.LOGIN_THROTTLED,
-                account.id,
-                step=step,
-            )
         db.session.commit()
     except SQLAlchemyError:
         db.session.rollback()

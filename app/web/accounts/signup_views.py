@@ -13,10 +13,11 @@ from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import InvalidEmail, find_account, normalize_email
 from app.events.services import EventTag
 from app.extensions import db
+from app.mail.notices import notify_email_change_requested, notify_email_changed
 from app.mail.services import queue_email
 from app.models import Account, LinkPurpose
 from app.web.accounts.forms import ChangeEmailForm, SignupForm
-from app.web.events import record_request_event
+from app.web.events import record_request_event, request_who
 from app.web.forms import ConfirmForm
 from app.web.reauth import needs_reauth, password_confirmed, reauth_limit, refuse
 from app.web.sessions import (
@@ -216,15 +217,7 @@ def _request_email_change(current, new_email: str) -> None:
         new_email=new_email,
         link=f"{_settings().issuer}/account/email/confirm/{token}",
     )
-    queue_email(
-        account.email, "email_change_requested", account=account, new_email=new_email
-    )
-    record_request_event(
-        EventTag.EMAIL_CHANGE_REQUESTED,
-        account.id,
-        device_id=current.device.id,
-        new_email=new_email,
-    )
+    notify_email_change_requested(account, request_who(current.device.id), new_email)
 
 
 @bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
@@ -246,19 +239,7 @@ def confirm_email_change(token):
         old = account.email
         account.email = link.new_email
         account.email_verified = True
-        record_request_event(
-            EventTag.EMAIL_CHANGED,
-            account.id,
-            old_email=old,
-            new_email=link.new_email,
-        )
-        queue_email(
-            old,
-            "email_changed",
-            account=account,
-            old_email=old,
-            new_email=link.new_email,
-        )
+        notify_email_changed(account, request_who(), old)
         db.session.commit()
         return render_template("accounts/email_verified.html", email=account.email)
     return render_template(

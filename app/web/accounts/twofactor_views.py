@@ -17,18 +17,19 @@ from app.accounts.totp import remaining_recovery_codes
 from app.accounts.twofactor import (
     TotpAlreadyEnabled,
     TotpNotEnabled,
-    Who,
     WrongCode,
     disable_totp,
     enable_totp,
     regenerate_recovery_codes,
     start_enrolment,
 )
+from app.events.services import Who
 from app.web.accounts.security_forms import (
     DisableTotpForm,
     EnableTotpForm,
     RegenerateCodesForm,
 )
+from app.web.events import request_who
 from app.web.reauth import (
     confirmed,
     factor_removal_confirmed,
@@ -37,10 +38,8 @@ from app.web.reauth import (
     reauth_limit,
 )
 from app.web.sessions import (
-    client_ip,
     load_current_session,
     login_required,
-    user_agent,
 )
 
 bp = Blueprint("twofactor", __name__, url_prefix="/account/2fa")
@@ -53,7 +52,7 @@ WRONG_CODE = (
 
 
 def _who(current) -> Who:
-    return Who(client_ip(), user_agent(), current.device.id)
+    return request_who(current.device.id)
 
 
 def _no_store(body: str, status: int = 200):

@@ -27,7 +27,7 @@ from app.web.devices.forms import (
     SignOutEverywhereForm,
     UserCodeForm,
 )
-from app.web.events import record_request_event
+from app.web.events import record_request_event, request_who
 from app.web.ratelimits import failed_attempt, failure_limit
 from app.web.reauth import (
     confirmed,
@@ -41,7 +41,6 @@ from app.web.sessions import (
     forget_session_cookie,
     load_current_session,
     login_required,
-    user_agent,
 )
 from app.web.signin import gate_for_clients
 
@@ -176,7 +175,7 @@ def sign_out_device(device_id):
         )
     if not form.validate_on_submit():
         return form_expired()
-    sign_out_one_device(current.account, device.id, client_ip(), user_agent())
+    sign_out_one_device(current.account, device.id, request_who())
     if device.id == current.device.id:
         end_current_session()
         db.session.commit()
@@ -225,9 +224,7 @@ def sign_out_all():
         if not form.validate_on_submit():
             return form_expired()
         if confirmed(current, form.password.data, "sign_out_everywhere"):
-            sign_out_everywhere(
-                current.account, client_ip(), user_agent(), reason="user_request"
-            )
+            sign_out_everywhere(current.account, request_who(), reason="user_request")
             forget_session_cookie()  # the generation bump already ended the session
             flash(
                 "You are signed out of all devices. Every app has lost access; "
