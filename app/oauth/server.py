@@ -20,12 +20,11 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
-from flask import request as flask_request
 from sqlalchemy import select, update
 
 from app.clients.services import SCOPES_SUPPORTED
 from app.cutoff.services import revoke_grant, session_is_live
-from app.events.services import EventTag, Who, record_event
+from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.metrics import TOKENS_ISSUED
 from app.models import (
@@ -45,6 +44,7 @@ from app.oauth.refresh import RefreshRejected, RefreshRotation
 from app.oauth.throttling import token_request_failed
 from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
 from app.security.opaque_tokens import hash_token, new_token
+from app.web.events import request_who
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 PASSWORD_RESET_REQUIRED = (
@@ -379,10 +379,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             record_event(
                 EventTag.CODE_REPLAYED,
                 row.account_id,
-                Who(
-                    flask_request.remote_addr or "",
-                    flask_request.headers.get("User-Agent", ""),
-                ),
+                request_who(),
                 client_id=row.client_id,
                 grant_id=row.grant_id,
             )
@@ -463,8 +460,7 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
             subject = self.server.rotation.rotate(
                 self.request.form.get("refresh_token"),
                 client,
-                ip=flask_request.remote_addr or "",
-                ua=flask_request.headers.get("User-Agent", ""),
+                request_who(),
             )
         except RefreshRejected as exc:
             db.session.rollback()
