@@ -18,6 +18,7 @@ import requests
 from sqlalchemy import event
 
 from app.devices.services import sign_out_everywhere
+from app.events.services import Who
 from app.extensions import db
 from app.models import Account
 from bench.data import PASSWORD, revive_grants
@@ -33,7 +34,7 @@ def _sign_out(app, account_id: str, record=None) -> float:
             event.listen(db.engine, "before_cursor_execute", record)
         try:
             t0 = time.perf_counter()
-            sign_out_everywhere(account, "127.0.0.1", "latchkey-bench", "bench")
+            sign_out_everywhere(account, Who("127.0.0.1", "latchkey-bench"), "bench")
             elapsed = time.perf_counter() - t0
         finally:
             if record is not None:

@@ -128,6 +128,43 @@ def test_users_create_short_password_is_a_usage_error(cli):
     assert "at least 8 characters" in output
 
 
+def test_users_create_refuses_a_weak_password_in_the_web_forms_words(
+    cli, app, monkeypatch
+):
+    """Issue 10: every place that sets a password applies the one policy
+    (app/security/password_policy.py), with the sign-up page's message."""
+    from html import unescape
+
+    from tests.flows.helpers import csrf_token
+
+    weak = "password1234"
+    output = failed(
+        cli("users", "create", "ada@example.com", "--password", weak), USAGE_ERROR
+    )
+    assert "--password" in output
+    monkeypatch.setattr(app.config["LATCHKEY"], "signup_enabled", True)
+    browser = app.test_client()
+    page = browser.get("/signup")
+    answer = browser.post(
+        "/signup",
+        data={
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+            "email": "ada@example.com",
+            "password": weak,
+        },
+    )
+    assert answer.status_code == 400
+    with app.app_context():
+        from app.accounts.credentials import WeakPassword, check_new_password
+
+        with pytest.raises(WeakPassword) as refused:
+            check_new_password("ada@example.com", "", weak)
+    message = " ".join(refused.value.problems)
+    assert message in " ".join(output.split())
+    assert message in unescape(answer.get_data(as_text=True))
+    assert as_json(cli("users", "list", "--json")) == []
+
+
 def test_users_show_unknown_email_fails(cli):
     output = failed(cli("users", "show", "nobody@example.com"), FAILURE)
     assert "no account with email nobody@example.com" in output

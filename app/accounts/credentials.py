@@ -5,12 +5,13 @@ from flask import current_app
 from sqlalchemy import update
 
 from app.devices.services import cut_off_everywhere
-from app.events.services import EventTag, record_event
+from app.events.services import Who
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_password_changed
 from app.models import Account, AccountLink, LinkPurpose
 from app.models.base import utcnow
 from app.security.password_policy import password_problems
+from app.security.passwords import PasswordService
 
 
 class WeakPassword(ValueError):
@@ -22,6 +23,8 @@ class WeakPassword(ValueError):
 
 
 def check_new_password(account_email: str, name: str, password: str) -> None:
+    """Raise WeakPassword unless ``password`` meets the policy
+    (app/security/password_policy.py, LATCHKEY_PASSWORD_MIN_*)."""
     settings = current_app.config["LATCHKEY"]
     problems = password_problems(
         password,
@@ -34,12 +37,23 @@ def check_new_password(account_email: str, name: str, password: str) -> None:
         raise WeakPassword(problems)
 
 
+def new_password_hash(
+    passwords: PasswordService, account_email: str, name: str, password: str
+) -> str:
+    """The argon2id hash to store for a password being set, checked against
+    the policy first: every place that sets a password (sign-up, reset,
+    change, `flask users create`, the demo account) goes through here, so
+    each refuses the same passwords with the same words. Raises
+    WeakPassword."""
+    check_new_password(account_email, name, password)
+    return passwords.hash(password)
+
+
 def set_password(
     account: Account,
     password: str,
     sign_out_everywhere: bool,
-    ip: str,
-    ua: str,
+    who: Who,
     how: str,
 ) -> None:
     """Store a new password and tell the owner.
@@ -48,9 +62,10 @@ def set_password(
     of the account is cut off in the same transaction (one row update).
     Raises WeakPassword.
     """
-    check_new_password(account.email, account.name, password)
+    passwords = current_app.extensions["latchkey"].passwords
+    password_hash = new_password_hash(passwords, account.email, account.name, password)
     now = utcnow()
-    account.password_hash = current_app.extensions["latchkey"].passwords.hash(password)
+    account.password_hash = password_hash
     account.password_changed_at = now
     account.must_reset_password = False
     # Any reset link still in a mailbox dies with the old password.
@@ -63,20 +78,7 @@ def set_password(
         )
         .values(used_at=now)
     )
-    record_event(
-        EventTag.PASSWORD_CHANGED,
-        account.id,
-        ip=ip,
-        user_agent=ua,
-        how=how,
-        signed_out_everywhere=sign_out_everywhere,
-    )
-    queue_email(
-        account.email,
-        "password_changed",
-        account=account,
-        signed_out=sign_out_everywhere,
-    )
+    notify_password_changed(account, who, how, sign_out_everywhere)
     if sign_out_everywhere:
-        cut_off_everywhere(account, ip, ua, reason=f"password_{how}", notify=False)
+        cut_off_everywhere(account, who, reason=f"password_{how}", notify=False)
     db.session.refresh(account)

@@ -15,10 +15,10 @@ Each function is one step of its request's or command's unit of work.
 from sqlalchemy import delete, select, update
 
 from app.cutoff.services import sign_out_account
-from app.events.services import EventTag, record_event
+from app.events.services import NOBODY, EventTag, Who, record_event
 from app.extensions import db
 from app.logout.backchannel import FANOUT, fan_out
-from app.mail.services import queue_email
+from app.mail.notices import notify_deactivated, notify_reactivated
 from app.models import (
     Account,
     AccountLink,
@@ -68,7 +68,7 @@ def _set_status(account: Account, expected: AccountStatus, **values) -> bool:
     )
 
 
-def deactivate_account(account: Account, by: str, ip="", ua="", device_id=None):
+def deactivate_account(account: Account, by: str, who: Who = NOBODY):
     """Deactivate ``account`` and cut off every session, grant and token it
     holds, in one transaction; ``by`` is "self" or "operator".
 
@@ -85,20 +85,11 @@ def deactivate_account(account: Account, by: str, ip="", ua="", device_id=None):
         db.session.rollback()
         raise AccountNotActive
     cut = sign_out_account(account.id)
-    record_event(
-        EventTag.DEACTIVATED,
-        account.id,
-        ip=ip,
-        user_agent=ua,
-        device_id=device_id,
-        by=by,
-        generation=cut,
-    )
-    queue_email(account.email, "account_deactivated", account=account, by=by)
+    notify_deactivated(account, who, by, cut)
     db.session.refresh(account)
 
 
-def reactivate_account(account: Account, by: str = "operator", ip="", ua=""):
+def reactivate_account(account: Account, by: str = "operator", who: Who = NOBODY):
     """Let a deactivated account sign in again. What was cut off at
     deactivation stays cut off: the person signs in afresh everywhere.
 
@@ -114,8 +105,7 @@ def reactivate_account(account: Account, by: str = "operator", ip="", ua=""):
     ):
         db.session.rollback()
         raise AccountNotDeactivated
-    record_event(EventTag.REACTIVATED, account.id, ip=ip, user_agent=ua, by=by)
-    queue_email(account.email, "account_reactivated", account=account)
+    notify_reactivated(account, who, by)
     db.session.refresh(account)
 
 

@@ -3,6 +3,7 @@
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
+from app.accounts.credentials import new_password_hash
 from app.extensions import db
 from app.models import Account, AccountStatus
 from app.security.passwords import PasswordService
@@ -56,15 +57,19 @@ def create_account(
     name: str = "",
     email_verified=False,
 ) -> Account:
-    """Add an account, flushed so that its id and creation time are set.
-    Raises AccountExists or InvalidEmail."""
+    """Add an account, flushed so that its id and creation time are set;
+    with no ``password`` it signs in only through a provider. Raises
+    AccountExists, InvalidEmail or WeakPassword (the password policy, as on
+    every form that sets one)."""
     email = normalize_email(email)
     if find_account(email) is not None:
         raise AccountExists(email)
     account = Account(
         email=email,
         name=name,
-        password_hash=passwords.hash(password) if password else None,
+        password_hash=(
+            new_password_hash(passwords, email, name, password) if password else None
+        ),
         email_verified=email_verified,
     )
     db.session.add(account)

@@ -19,11 +19,14 @@ from sqlalchemy import delete, update
 from app.accounts.totp import (
     TotpService,
     new_recovery_codes,
-    use_recovery_code,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import Who
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import (
+    notify_recovery_codes_regenerated,
+    notify_totp_disabled,
+    notify_totp_enabled,
+)
 from app.models import Account, RecoveryCode
 from app.models.base import utcnow
 
@@ -39,19 +42,6 @@ class TotpNotEnabled(Exception):
 class WrongCode(Exception):
     """The code does not match the pending secret (or another tab enabled
     2FA with it first)."""
-
-
-class ProofMissing(Exception):
-    """Neither the password nor an unused recovery code was given."""
-
-
-@dataclass
-class Who:
-    """Where a change came from, for its security event."""
-
-    ip: str = ""
-    user_agent: str = ""
-    device_id: str | None = None
 
 
 @dataclass
@@ -108,14 +98,7 @@ def enable_totp(totp: TotpService, account: Account, code: str, who: Who) -> lis
         db.session.rollback()
         raise WrongCode
     codes = new_recovery_codes(account)
-    record_event(
-        EventTag.TOTP_ENABLED,
-        account.id,
-        ip=who.ip,
-        user_agent=who.user_agent,
-        device_id=who.device_id,
-    )
-    queue_email(account.email, "totp_enabled", account=account, ip=who.ip)
+    notify_totp_enabled(account, who)
     db.session.refresh(account)
     return codes
 
@@ -129,32 +112,8 @@ def regenerate_recovery_codes(account: Account, who: Who) -> list[str]:
     if not account.has_totp:
         raise TotpNotEnabled
     codes = new_recovery_codes(account)
-    record_event(
-        EventTag.RECOVERY_CODES_REGENERATED,
-        account.id,
-        ip=who.ip,
-        user_agent=who.user_agent,
-        device_id=who.device_id,
-    )
-    queue_email(account.email, "recovery_codes_regenerated", account=account, ip=who.ip)
+    notify_recovery_codes_regenerated(account, who)
     return codes
-
-
-def disable_proof(
-    passwords, account: Account, password: str | None, recovery_code: str | None
-) -> str:
-    """Check what the person offered to turn 2FA off; returns "password" or
-    "recovery_code". A recovery code is spent (in the caller's transaction).
-
-    Removing a factor always needs a proof, however fresh the session:
-    a hijacked session must not be able to strip the second factor.
-    Raises ProofMissing.
-    """
-    if password and passwords.verify(account.password_hash, password):
-        return "password"
-    if recovery_code and use_recovery_code(account, recovery_code):
-        return "recovery_code"
-    raise ProofMissing
 
 
 def disable_totp(account: Account, method: str, who: Who) -> None:
@@ -170,14 +129,4 @@ def disable_totp(account: Account, method: str, who: Who) -> None:
     db.session.execute(
         delete(RecoveryCode).where(RecoveryCode.account_id == account.id)
     )
-    record_event(
-        EventTag.TOTP_DISABLED,
-        account.id,
-        ip=who.ip,
-        user_agent=who.user_agent,
-        device_id=who.device_id,
-        method=method,
-    )
-    queue_email(
-        account.email, "totp_disabled", account=account, ip=who.ip, method=method
-    )
+    notify_totp_disabled(account, who, method)

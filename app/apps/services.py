@@ -11,7 +11,7 @@ from app.cutoff.services import (
     grant_rows,
     revoke_client_access,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag, Who, record_event
 from app.extensions import db
 from app.models import Account, Client, Consent, Grant
 from app.models.base import utcnow
@@ -90,9 +90,7 @@ def find_app(account: Account, client_id: str) -> AppAccess | None:
     )
 
 
-def remove_access(
-    account: Account, client: Client, ip: str, ua: str, device_id: str | None
-) -> int:
+def remove_access(account: Account, client: Client, who: Who) -> int:
     """Withdraw the client's consent and every grant it holds for
     ``account``, with the security event, in one unit of work.
     Returns how many grants were revoked."""
@@ -100,9 +98,7 @@ def remove_access(
     record_event(
         EventTag.CONSENT_REVOKED,
         account.id,
-        ip=ip,
-        user_agent=ua,
-        device_id=device_id,
+        who,
         client_id=client.client_id,
         client=client.name,
         grants=revoked,

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
+from app.accounts.credentials import new_password_hash
 from app.accounts.services import create_account, find_account
 from app.clients.services import create_client
 from app.extensions import db
@@ -75,7 +76,9 @@ def _new_demo_password(passwords) -> str | None:
     if account is None:
         return None
     password = secrets.token_urlsafe(12)
-    account.password_hash = passwords.hash(password)
+    account.password_hash = new_password_hash(
+        passwords, account.email, account.name, password
+    )
     return password
 
 

@@ -3,6 +3,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from app.accounts.credentials import WeakPassword
 from app.accounts.lifecycle import (
     AccountDeleted,
     AccountNotActive,
@@ -48,11 +49,8 @@ def _as_dict(a: Account) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @with_appcontext
 def create(email, name, password, as_json):
-    """Create an account with a password."""
-    if len(password) < 8:
-        raise click.BadParameter(
-            "must be at least 8 characters", param_hint="--password"
-        )
+    """Create an account with a password; the password policy of the web
+    forms applies, in the same words."""
     try:
         account = create_account(
             current_app.extensions["latchkey"].passwords,
@@ -67,6 +65,8 @@ def create(email, name, password, as_json):
         ) from exc
     except AccountExists as exc:
         raise click.ClickException(f"an account with {email} already exists") from exc
+    except WeakPassword as exc:
+        raise click.BadParameter(str(exc), param_hint="--password") from exc
     emit(_as_dict(account), as_json)
 
 

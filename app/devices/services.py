@@ -13,9 +13,9 @@ from app.cutoff.services import (
     sign_out_account,
     sign_out_device,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag, Who, record_event
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_signed_out_everywhere
 from app.models import (
     Account,
     BrowserSession,
@@ -156,39 +156,25 @@ def rename_device(account: Account, device_id: str, name: str) -> Device | None:
     return device
 
 
-def sign_out_one_device(account: Account, device_id: str, ip: str, ua: str) -> bool:
-    """Sign one device out (sessions and grants) and record it."""
+def sign_out_one_device(account: Account, device_id: str, who: Who) -> bool:
+    """Sign one device out (sessions and grants) and record it, in the
+    current unit of work."""
     done = sign_out_device(account.id, device_id)
     if done:
-        record_event(
-            EventTag.DEVICE_SIGNED_OUT,
-            account.id,
-            ip=ip,
-            user_agent=ua,
-            device_id=device_id,
-        )
+        record_event(EventTag.DEVICE_SIGNED_OUT, account.id, who, device_id=device_id)
     return done
 
 
 def cut_off_everywhere(
-    account: Account, ip: str, ua: str, reason: str, notify: bool = True
+    account: Account, who: Who, reason: str, notify: bool = True
 ) -> None:
     """Sign out of all devices, with its event and (``notify``) its email;
     constant cost. Password changes pass notify=False: their own
     email says so."""
     cut = sign_out_account(account.id)
-    record_event(
-        EventTag.ALL_DEVICES_SIGNED_OUT,
-        account.id,
-        ip=ip,
-        user_agent=ua,
-        reason=reason,
-        generation=cut,
-    )
-    if notify:
-        queue_email(account.email, "signed_out_everywhere", account=account)
+    notify_signed_out_everywhere(account, who, reason, cut, email=notify)
 
 
-def sign_out_everywhere(account: Account, ip: str, ua: str, reason: str) -> None:
-    """Sign out of all devices in one unit of work."""
-    cut_off_everywhere(account, ip, ua, reason)
+def sign_out_everywhere(account: Account, who: Who, reason: str) -> None:
+    """Sign out of all devices, in the current unit of work."""
+    cut_off_everywhere(account, who, reason)

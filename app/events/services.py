@@ -1,6 +1,8 @@
-"""Security events: one enum of tags, one function that records them."""
+"""Security events: one enum of tags, one function that records them, and
+the request's facts they carry (``Who``)."""
 
 import enum
+from dataclasses import dataclass
 
 from app.extensions import db
 from app.models import SecurityEvent
@@ -50,14 +52,34 @@ class EventTag(enum.StrEnum):
     PROVIDER_UNLINKED = "account:provider:unlinked"
 
 
-def record_event(tag: EventTag, account_id=None, ip="", user_agent="", **details):
-    """Add an event to the current unit of work."""
-    device_id = details.pop("device_id", None)
+@dataclass(frozen=True)
+class Who:
+    """Where a change came from, as services take it: the client's IP
+    address, its User-Agent and the device it signed in on (None when not
+    signed in). Built from a web request by app.web.events.request_who;
+    the value services pass on to events and notices, never Flask's request
+    itself (STYLE.md: every event carries IP, user agent and device)."""
+
+    ip: str = ""
+    user_agent: str = ""
+    device_id: str | None = None
+
+
+# No request behind it: an operator's command, a worker's chore.
+NOBODY = Who()
+
+
+def record_event(tag: EventTag, account_id=None, who: Who = NOBODY, **details):
+    """Add an event to the current transaction, with ``who``'s IP, user
+    agent and device; a ``device_id`` detail names the device the event is
+    about instead (the one signed out, say). Part of the current unit of
+    work."""
+    device_id = details.pop("device_id", who.device_id)
     event = SecurityEvent(
         account_id=account_id,
         tag=str(tag),
-        ip=ip or "",
-        user_agent=(user_agent or "")[:400],
+        ip=who.ip or "",
+        user_agent=(who.user_agent or "")[:400],
         device_id=device_id,
         details=details,
     )

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 from app.extensions import csrf, without_transaction
 from app.oauth.introspection import describe_token
 from app.oauth.revocation import revoke_token
+from app.web.events import request_who
 from app.web.metadata import advertised_as
 
 bp = Blueprint("oauth_api", __name__)
@@ -87,8 +88,7 @@ def revoke():
             token,
             request.form.get("token_type_hint"),
             caller,
-            ip=request.remote_addr or "",
-            ua=request.headers.get("User-Agent", ""),
+            request_who(),
         )
         return _no_store(current_app.response_class(status=200))
 

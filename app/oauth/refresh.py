@@ -27,7 +27,7 @@ from app.cutoff.services import (
     revoke_grant,
     sid_for_tokens,
 )
-from app.events.services import EventTag, record_event
+from app.events.services import NOBODY, EventTag, Who, record_event
 from app.extensions import db
 from app.models import Account, BrowserSession, Client, Grant, RefreshToken
 from app.models.base import utcnow
@@ -68,7 +68,7 @@ class RefreshRotation:
         seconds = client.refresh_grace_seconds
         return timedelta(seconds=self.default_grace if seconds is None else seconds)
 
-    def rotate(self, value: str, client: Client, ip="", ua="") -> Subject:
+    def rotate(self, value: str, client: Client, who: Who = NOBODY) -> Subject:
         """Exchange ``value`` for its successor; returns the Subject to issue for.
 
         Raises RefreshRejected (the caller answers invalid_grant, RFC 6749
@@ -107,7 +107,7 @@ class RefreshRotation:
             # The successor of this token is the live one: hand it out again
             # (with a fresh access token), replacing nothing.
             return self._subject(grant, account, session, successor)
-        self._reused(grant, account, client, ip, ua)
+        self._reused(grant, account, client, who)
         raise RefreshRejected("reused")
 
     def _is_retry(
@@ -123,15 +123,14 @@ class RefreshRotation:
             and now - grant.last_refresh_at <= grace
         )
 
-    def _reused(self, grant: Grant, account: Account, client: Client, ip, ua):
+    def _reused(self, grant: Grant, account: Account, client: Client, who: Who):
         # RFC 9700 §4.14.2: a used refresh token came back, so one of its two
         # holders is an attacker; end the whole family.
         if revoke_grant(grant.id, "refresh_token_reused"):
             record_event(
                 EventTag.REFRESH_REUSED,
                 account.id,
-                ip=ip,
-                user_agent=ua,
+                who,
                 device_id=grant.device_id,
                 client_id=client.client_id,
                 grant_id=grant.id,

@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.cutoff.services import revoke_grant
-from app.events.services import EventTag, record_event
+from app.events.services import NOBODY, EventTag, Who, record_event
 from app.extensions import db
 from app.keys.ring import InvalidJWT
 from app.models import Client, Grant, RefreshToken, RevokedAccessToken
@@ -20,8 +20,7 @@ def revoke_token(
     token: str,
     hint: str | None,
     caller: Client,
-    ip="",
-    ua="",
+    who: Who = NOBODY,
 ) -> None:
     """Revoke ``token`` if it is ``caller``'s; otherwise do nothing.
 
@@ -29,11 +28,11 @@ def revoke_token(
     """
     for kind in hint_order(hint):
         revoke = _revoke_access if kind == ACCESS else _revoke_refresh
-        if revoke(inspector, token, caller, ip, ua):
+        if revoke(inspector, token, caller, who):
             return
 
 
-def _revoke_access(inspector, token, caller, ip, ua) -> bool:
+def _revoke_access(inspector, token, caller, who) -> bool:
     try:
         claims = inspector.keys.verify(token, typ="at+jwt")
     except InvalidJWT:
@@ -58,7 +57,7 @@ def _revoke_access(inspector, token, caller, ip, ua) -> bool:
     return True
 
 
-def _revoke_refresh(inspector, token, caller, ip, ua) -> bool:
+def _revoke_refresh(inspector, token, caller, who) -> bool:
     if not token or len(token) > 200:
         return False
     grant = db.session.execute(
@@ -76,8 +75,7 @@ def _revoke_refresh(inspector, token, caller, ip, ua) -> bool:
         record_event(
             EventTag.GRANT_REVOKED,
             grant.account_id,
-            ip=ip,
-            user_agent=ua,
+            who,
             device_id=grant.device_id,
             client_id=caller.client_id,
             grant_id=grant.id,

@@ -20,7 +20,6 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
-from flask import request as flask_request
 from sqlalchemy import select, update
 
 from app.clients.services import SCOPES_SUPPORTED
@@ -42,8 +41,10 @@ from app.oauth.device_flow import (
     PollingDeviceCodeGrant,
 )
 from app.oauth.refresh import RefreshRejected, RefreshRotation
+from app.oauth.throttling import token_request_failed
 from app.oauth.tokens import Subject, TokenIssuer, is_session_bound
 from app.security.opaque_tokens import hash_token, new_token
+from app.web.events import request_who
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 PASSWORD_RESET_REQUIRED = (
@@ -99,6 +100,12 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
             raise InvalidClientError(
                 status_code=401, description="Client authentication failed."
             ) from exc
+
+    def handle_error_response(self, request, error):
+        """Authlib's answer to an OAuth error, told to the token endpoint's
+        per-client rate limit first (app/oauth/throttling.py)."""
+        token_request_failed(error.error)
+        return super().handle_error_response(request, error)
 
     def validate_requested_scope(self, scope):
         """Authlib's check that every scope is one we serve, after the
@@ -370,8 +377,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             record_event(
                 EventTag.CODE_REPLAYED,
                 row.account_id,
-                ip=flask_request.remote_addr,
-                user_agent=flask_request.headers.get("User-Agent", ""),
+                request_who(),
                 client_id=row.client_id,
                 grant_id=row.grant_id,
             )
@@ -449,8 +455,7 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
             subject = self.server.rotation.rotate(
                 self.request.form.get("refresh_token"),
                 client,
-                ip=flask_request.remote_addr or "",
-                ua=flask_request.headers.get("User-Agent", ""),
+                request_who(),
             )
         except RefreshRejected as exc:
             # No rollback: a rejection writes nothing but a reuse's

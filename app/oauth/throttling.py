@@ -4,13 +4,15 @@ Keyed by the client_id the request names (HTTP Basic or the form), checked
 before the client is authenticated, so guessing a client's secret or
 replaying dead codes and refresh tokens is slowed per client. Successful
 requests give their unit back: a busy client is never limited for working.
+A request fails when the authorization server answers it with an OAuth
+error (``token_request_failed``, called from its error handler).
 """
 
 from urllib.parse import unquote
 
-from flask import Response, request
+from flask import request
 
-from app.web.ratelimits import failure_limit
+from app.web.ratelimits import failed_attempt, failure_limit
 
 # RFC 8628 §3.5: a device polling before the person decided is not failing.
 POLLING_ERRORS = {"authorization_pending", "slow_down"}
@@ -30,13 +32,14 @@ def client_id_key() -> str:
     return client_id[:64] or "-"
 
 
-def _failed(response: Response) -> bool:
-    if response.status_code == 401:
-        return True
-    if response.status_code != 400:
-        return False
-    body = response.get_json(silent=True) or {}
-    return body.get("error") not in POLLING_ERRORS
+def token_request_failed(error: str) -> None:
+    """The request was answered with the OAuth error ``error`` (RFC 6749
+    §5.2): a failure under the per-client limit, unless it is a device
+    polling for the person's decision. Only /token carries the limit, so
+    the mark is read by nobody on the other endpoints."""
+    if error not in POLLING_ERRORS:
+        failed_attempt(TOKEN_CLIENT)
 
 
-token_client_limit = failure_limit("token_client", client_id_key, _failed)
+TOKEN_CLIENT = "token_client"
+token_client_limit = failure_limit(TOKEN_CLIENT, client_id_key)

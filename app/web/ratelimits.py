@@ -13,10 +13,11 @@ Flask-Limiter's own ``deduct_when`` cannot do that safely: it tests the
 counter before the view and adds to it after the response, so thirty
 wrong passwords sent at once would all pass the test before the first one
 was counted. A failure limit instead takes its unit up front, with the same
-atomic hit, and gives it back after the response when the attempt turned
-out not to be a failure (an atomic INCRBY -1). At every moment the counter
-is at least the number of failures done or in flight, so never more than
-the limit reach the password check.
+atomic hit, and gives it back after the response unless the code that
+judged the attempt said it failed (``failed_attempt(name)``, a mark on
+``flask.g``; nothing is inferred from the response), with an atomic
+INCRBY -1. At every moment the counter is at least the number of failures
+done or in flight, so never more than the limit reach the password check.
 
 A failure limit on a hot machine endpoint (the token endpoint) can be
 *lazy*: while this process has seen no failure for a key within the
@@ -40,7 +41,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, has_request_context, request
 from flask_limiter import RequestLimit
 from limits import parse_many
 from limits.strategies import FixedWindowRateLimiter
@@ -53,7 +54,10 @@ log = logging.getLogger(__name__)
 
 # Keys of failure limits start with this, then the limit's name.
 FAILURES = "failures"
-_FAILED: dict[str, Callable[[Response], bool]] = {}
+# The names of the failure limits declared, and the mark on flask.g that
+# holds the names this request's attempt failed under.
+_FAILURE_LIMITS: set[str] = set()
+_FAILED_HERE = "failed_attempts"
 # Lazy limits: (key prefix, limit name, key) -> monotonic time until which
 # this process checks the key strictly, because it saw the key fail.
 _FAILING: dict[tuple[str, str, str], float] = {}
@@ -72,7 +76,6 @@ def configured_limit(name: str) -> str:
 def failure_limit(
     name: str,
     key_func: Callable[[], str],
-    failed: Callable[[Response], bool],
     on_breach: Callable[[RequestLimit], None] | None = None,
     lazy: bool = False,
 ):
@@ -80,13 +83,13 @@ def failure_limit(
     to the configured limit ``name``; every view decorated with the same
     name draws on the same budget.
 
-    ``failed(response)`` says whether an attempt was a failure; every other
-    attempt (a success, a form error, a 429) is given back. ``on_breach``
-    runs for each attempt refused. ``lazy`` spares the store on the
-    success path of keys that have not failed lately (see the module
-    docstring).
+    An attempt fails when the code that judged it calls
+    ``failed_attempt(name)`` during the request; every other attempt (a
+    success, a form error, a 429) is given back. ``on_breach`` runs for
+    each attempt refused. ``lazy`` spares the store on the success path of
+    keys that have not failed lately (see the module docstring).
     """
-    _FAILED[name] = failed
+    _FAILURE_LIMITS.add(name)
     if lazy:
         _LAZY.add(name)
     # One shared counter per limit name, whatever view it decorates: a
@@ -99,6 +102,23 @@ def failure_limit(
         on_breach=on_breach,
         exempt_when=partial(_unchecked, name, key_func) if lazy else None,
     )
+
+
+def failed_attempt(*names: str) -> None:
+    """Say that this request's attempt failed under the failure limits
+    ``names`` (a wrong password, a wrong code, a mail sent): their unit is
+    kept instead of given back after the response. The one way a failure
+    reaches the limiter; a name no view of this request is limited by
+    costs nothing. Outside a request (a CLI command) it does nothing."""
+    unknown = set(names) - _FAILURE_LIMITS
+    if unknown:
+        raise ValueError(f"no failure limit named {sorted(unknown)}")
+    if has_request_context():
+        g.setdefault(_FAILED_HERE, set()).update(names)
+
+
+def _failed(name: str) -> bool:
+    return name in g.get(_FAILED_HERE, ())
 
 
 def _scope(name: str) -> str:
@@ -140,7 +160,7 @@ def count_unchecked_failures(response: Response) -> Response:
     the store before the view, with the same atomic hit Flask-Limiter
     makes, and have this process check their keys from now on."""
     for name, key in g.pop("unchecked_failure_limits", {}).items():
-        if not _FAILED[name](response):
+        if not _failed(name):
             continue
         items = parse_many(configured_limit(name))
         _remember_failing(name, key, items)
@@ -181,14 +201,14 @@ def attempt_limit(name: str, key_func: Callable[[], str]):
 
 def give_back_unfailed_attempts(response: Response) -> Response:
     """after_request hook: return the unit each failure limit took for this
-    request unless the response says the attempt failed."""
+    request unless the attempt was said to fail (``failed_attempt``)."""
     if not isinstance(limiter.limiter, FixedWindowRateLimiter):
         return response  # other strategies cannot give back; count everything
     for limit in limiter.current_limits:
         name = _failure_limit_name(limit)
         if name is None:
             continue
-        if _FAILED[name](response):
+        if _failed(name):
             if name in _LAZY:
                 _remember_failing(name, limit.request_args[-2], [limit.limit])
             continue
@@ -203,7 +223,7 @@ def _failure_limit_name(limit: RequestLimit) -> str | None:
     for arg in limit.request_args:
         if arg.startswith(f"{FAILURES}:"):
             name = arg.split(":", 2)[1]
-            return name if name in _FAILED else None
+            return name if name in _FAILURE_LIMITS else None
     return None
 
 

@@ -8,12 +8,11 @@ from flask import redirect, render_template, request, session, url_for
 
 from app.events.services import EventTag
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_new_device
 from app.models import Account
-from app.web.events import record_request_event
+from app.web.events import record_request_event, request_who
 from app.web.forms import ConfirmForm
 from app.web.sessions import (
-    client_ip,
     device_for_sign_in,
     safe_next,
     start_session,
@@ -79,15 +78,7 @@ def complete_sign_in(
     if provider:
         details["provider"] = provider
     if is_new:
-        record_request_event(
-            EventTag.NEW_DEVICE,
-            account.id,
-            device_id=device.id,
-            name=device.name,
-        )
-        queue_email(
-            account.email, "new_device", account=account, device=device, ip=client_ip()
-        )
+        notify_new_device(account, device, request_who())
     record_request_event(
         EventTag.LOGIN_SUCCESS,
         account.id,

@@ -11,25 +11,25 @@ import logging
 import time
 from functools import partial
 
-from flask import Response, request, session, url_for
+from flask import request, session
 from flask_limiter import RequestLimit
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.accounts.services import find_account
-from app.events.services import EventTag
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_guessing
 from app.models import Account
 from app.unit_of_work import commit_early
-from app.web.events import record_request_event
+from app.web.events import request_who
 from app.web.ratelimits import (
     address_key,
     attempt_limit,
+    failed_attempt,
     failure_limit,
     ip_key,
     typed_email_key,
 )
-from app.web.sessions import client_ip, load_current_session
+from app.web.sessions import load_current_session
 from app.web.signin import PENDING_SECOND_FACTOR
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,29 @@ log = logging.getLogger(__name__)
 PASSWORD_STEP = "password"
 SECOND_FACTOR_STEP = "second_factor"
 
+# The failure limits' names (LATCHKEY_RATELIMIT_* settings, app/config.py).
+LOGIN_IP = "login_ip"
+LOGIN_ACCOUNT = "login_account"
+SECOND_FACTOR = "second_factor"
+MAIL_ADDRESS = "mail_address"
+MAIL_IP = "mail_ip"
 
-def _wrong_password(response: Response) -> bool:
-    return response.status_code == 401
+
+def wrong_password() -> None:
+    """A sign-in password was wrong: it counts under the per-address and
+    per-email limits (the latter shared with /federation/link-existing)."""
+    failed_attempt(LOGIN_IP, LOGIN_ACCOUNT)
 
 
-def _wrong_code(response: Response) -> bool:
-    # A wrong code answers 401; the last one allowed on a pending sign-in
-    # sends the person back to the login page instead.
-    return response.status_code == 401 or (
-        response.status_code == 302
-        and response.headers.get("Location", "").endswith(url_for("accounts.login"))
-    )
+def wrong_second_factor() -> None:
+    """A TOTP or recovery code at the second sign-in step was wrong."""
+    failed_attempt(SECOND_FACTOR)
+
+
+def mail_sent() -> None:
+    """A form queued mail to an address a stranger may have typed: it
+    counts under the shared mail limits (below)."""
+    failed_attempt(MAIL_ADDRESS, MAIL_IP)
 
 
 def _pending_account_key() -> str:
@@ -57,28 +68,15 @@ def _pending_account_key() -> str:
 
 
 def tell_owner(account: Account, step: str, limit: RequestLimit) -> None:
-    """Queue the "someone is guessing" notice and record the event, once per
-    window of ``limit`` (the outbox dedupe key names the window), committed
-    early since the 429 that follows rolls the request back. A failure to
-    do so is logged: the 429 answer matters more."""
+    """Tell the owner someone is guessing (notify_guessing: the email and
+    its event, once per window of ``limit``), committed early since the 429
+    that follows rolls the request back. A failure to do so is logged: the
+    429 answer matters more."""
     window = limit.limit.get_expiry()
-    key = f"login_throttled:{account.id}:{step}:{int(time.time() // window)}"
     try:
-        queued = queue_email(
-            account.email,
-            "login_throttled",
-            dedupe_key=key,
-            account=account,
-            step=step,
-            minutes=max(1, window // 60),
-            ip=client_ip(),
+        notify_guessing(
+            account, request_who(), step, window, str(int(time.time() // window))
         )
-        if queued is not None:
-            record_request_event(
-                EventTag.LOGIN_THROTTLED,
-                account.id,
-                step=step,
-            )
         commit_early("owner told of a rate limit that answers 429")
     except SQLAlchemyError:
         db.session.rollback()
@@ -100,19 +98,17 @@ def _second_factor_limit_reached(limit: RequestLimit) -> None:
 
 # Failed sign-ins per address, and per email typed: an unknown email is
 # limited exactly like a known one, so the answer reveals no account.
-login_ip_limit = failure_limit("login_ip", ip_key, _wrong_password)
+login_ip_limit = failure_limit(LOGIN_IP, ip_key)
 login_account_limit = failure_limit(
-    "login_account",
+    LOGIN_ACCOUNT,
     typed_email_key,
-    _wrong_password,
     on_breach=_password_limit_reached,
 )
 # Wrong TOTP or recovery codes per pending account: the count lives on the
 # server, where replaying an old session cookie cannot reset it.
 second_factor_limit = failure_limit(
-    "second_factor",
+    SECOND_FACTOR,
     _pending_account_key,
-    _wrong_code,
     on_breach=_second_factor_limit_reached,
 )
 # Reset requests send mail: every request counts, per email typed (so one
@@ -125,23 +121,17 @@ reset_ip_limit = attempt_limit("reset_ip", ip_key)
 # (sign-up, email change, "send the verification again") is limited in the
 # mails it sends, per recipient and per client address, with one budget
 # shared by all of them: switching forms buys no more mail. Counted like a
-# failure limit (a unit taken before the view, given back unless mail went
-# out), so a form sent back with errors costs nothing, and parallel
+# failure limit (a unit taken before the view, kept only when the view says
+# mail_sent()), so a form sent back with errors costs nothing, and parallel
 # requests never send more than the limit.
-def _mail_queued(response: Response) -> bool:
-    # These forms answer a POST with 200 ("check your inbox") exactly when
-    # they queued mail; form errors are 400/401, a refusal 429.
-    return response.status_code == 200
-
-
 def _own_address_key() -> str:
     current = load_current_session()
     return address_key(current.account.email) if current else "-"
 
 
-signup_mail_limit = failure_limit("mail_address", typed_email_key, _mail_queued)
+signup_mail_limit = failure_limit(MAIL_ADDRESS, typed_email_key)
 email_change_mail_limit = failure_limit(
-    "mail_address", partial(typed_email_key, "new_email"), _mail_queued
+    MAIL_ADDRESS, partial(typed_email_key, "new_email")
 )
-resend_mail_limit = failure_limit("mail_address", _own_address_key, _mail_queued)
-mail_ip_limit = failure_limit("mail_ip", ip_key, _mail_queued)
+resend_mail_limit = failure_limit(MAIL_ADDRESS, _own_address_key)
+mail_ip_limit = failure_limit(MAIL_IP, ip_key)

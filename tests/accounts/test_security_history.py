@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.events.services import EventTag, record_event
+from app.events.services import EventTag, Who, record_event
 from app.extensions import db
 from app.models.base import utcnow
 from tests.accounts.helpers import (
@@ -39,7 +39,7 @@ def person(factories):
 
 def _add_event(app, account_id, tag, days_ago, **details):
     with app.app_context():
-        event = record_event(tag, account_id, ip="192.0.2.7", **details)
+        event = record_event(tag, account_id, Who("192.0.2.7"), **details)
         event.created_at = utcnow() - timedelta(days=days_ago)
         db.session.commit()
         db.session.remove()

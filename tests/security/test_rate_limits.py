@@ -391,3 +391,68 @@ def test_reset_requests_per_email_and_per_address(app, factories, set_limits):
     emails = [f"someone-{secrets.token_hex(4)}@example.com" for _ in range(4)]
     asked = [ask_for_reset(app, ip, email).status_code for email in emails]
     assert asked == [200, 200, 200, 429]
+
+
+# -- the explicit failure signal -----------------------------------------------
+def test_every_failure_limit_is_told_its_failures_by_name():
+    """Issue 10: a failure limit never infers a failure from the response
+    (a status code, a redirect target, an error string); the code that
+    judged the attempt calls failed_attempt(name). So no failure_limit in
+    app/ is given anything but its name, its key and its options."""
+    import ast
+    from pathlib import Path
+
+    import app as package
+
+    calls = []
+    for path in Path(package.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "failure_limit"
+            ):
+                calls.append(path.name)
+                assert len(node.args) == 2, path
+                assert {k.arg for k in node.keywords} <= {"on_breach", "lazy"}, path
+    assert len(calls) >= 9  # sign-in, 2FA, mail, re-auth, /link, /token, …
+
+
+def test_a_failure_must_name_a_limit_that_exists(app):
+    from app.web.ratelimits import failed_attempt
+
+    with app.test_request_context("/"), pytest.raises(ValueError, match="nope"):
+        failed_attempt("reauth", "nope")
+
+
+def test_wrong_passwords_on_every_form_share_the_reauth_budget(
+    app, factories, set_limits
+):
+    """Every "type your password again" goes through app/web/reauth.py:
+    a wrong one on the 2FA removal page, the password change page and
+    /account/confirm draws on one budget, and a right one gives its unit
+    back (issue 10: every password check through reauth.py)."""
+    from tests.accounts.helpers import (
+        Web,
+        enable_totp_directly,
+        submit_password,
+        submit_second_factor,
+    )
+
+    set_limits(reauth="3/minute")
+    person = factories.account()
+    secret, _ = enable_totp_directly(app, person.id)
+    web = Web(app)
+    assert submit_password(web, person).status_code == 302
+    signed_in = submit_second_factor(web, pyotp.TOTP(secret).now())
+    assert signed_in.status_code == 302
+    right = web.submit("/account/confirm", password=person.password)
+    assert right.status_code == 302  # a success costs nothing
+    assert web.submit("/account/2fa/disable", password=WRONG).status_code == 401
+    new = "a brand new long passphrase 77"
+    changed = web.submit(
+        "/account/password", current_password=WRONG, password=new, confirm=new
+    )
+    assert changed.status_code == 401
+    assert web.submit("/account/confirm", password=WRONG).status_code == 401
+    assert web.submit("/account/confirm", password=person.password).status_code == 429
+    assert events(app, person.id, EventTag.REAUTH_FAILURE) == 3

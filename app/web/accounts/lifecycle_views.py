@@ -11,13 +11,12 @@ from app.accounts.lifecycle import (
     delete_account,
 )
 from app.web.accounts.security_forms import DeactivateForm, DeleteForm
+from app.web.events import request_who
 from app.web.reauth import confirmed, needs_reauth, reauth_error, reauth_limit
 from app.web.sessions import (
-    client_ip,
     forget_session_cookie,
     load_current_session,
     login_required,
-    user_agent,
 )
 
 bp = Blueprint("lifecycle", __name__)
@@ -38,9 +37,7 @@ def deactivate():
                 deactivate_account(
                     current.account,
                     by="self",
-                    ip=client_ip(),
-                    ua=user_agent(),
-                    device_id=current.device.id,
+                    who=request_who(current.device.id),
                 )
             except (AccountNotActive, AccountDeleted):
                 return redirect(url_for("accounts.login"))

@@ -15,9 +15,8 @@ from flask import (
 from app.accounts.credentials import WeakPassword, set_password
 from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import find_account
-from app.events.services import EventTag
 from app.extensions import db
-from app.mail.services import queue_email
+from app.mail.notices import notify_password_reset_requested
 from app.models import LinkPurpose
 from app.unit_of_work import commit_early
 from app.web.accounts.forms import (
@@ -25,16 +24,14 @@ from app.web.accounts.forms import (
     ForgotPasswordForm,
     SetPasswordForm,
 )
-from app.web.events import record_request_event
+from app.web.events import request_who
 from app.web.reauth import password_confirmed, reauth_limit
 from app.web.sessions import (
-    client_ip,
     forget_session_cookie,
     load_current_session,
     login_required,
     safe_next,
     start_session,
-    user_agent,
 )
 from app.web.throttling import reset_address_limit, reset_ip_limit
 
@@ -60,16 +57,11 @@ def forgot():
         token = issue_link(
             account, LinkPurpose.RESET_PASSWORD, settings.reset_link_lifetime
         )
-        queue_email(
-            account.email,
-            "password_reset",
-            account=account,
+        notify_password_reset_requested(
+            account,
+            request_who(),
             link=f"{settings.issuer}/password/reset/{token}",
             minutes=settings.reset_link_lifetime // 60,
-        )
-        record_request_event(
-            EventTag.PASSWORD_RESET_REQUESTED,
-            account.id,
         )
         commit_early("inside the forgot-password answer's constant time")
     remaining = FORGOT_MIN_SECONDS - (time.monotonic() - started)
@@ -100,8 +92,7 @@ def reset(token):
                 account,
                 form.password.data,
                 form.sign_out_everywhere.data,
-                client_ip(),
-                user_agent(),
+                request_who(),
                 how="reset",
             )
         except WeakPassword as exc:
@@ -141,8 +132,7 @@ def change():
                     account,
                     form.password.data,
                     form.sign_out_everywhere.data,
-                    client_ip(),
-                    user_agent(),
+                    request_who(),
                     how="change",
                 )
             except WeakPassword as exc:

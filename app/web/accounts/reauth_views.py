@@ -24,6 +24,7 @@ from app.web.reauth import (
     mark_reauthenticated,
     password_confirmed,
     reauth_limit,
+    refuse,
 )
 from app.web.sessions import load_current_session, login_required, safe_next
 
@@ -96,11 +97,9 @@ def _check(current, form, errors: dict) -> list[str] | None:
     else:
         errors["form"] = "Choose one way to confirm it is you."
     if "code" in errors or "recovery_code" in errors:
-        # password_confirmed records its own failures; codes are recorded here.
-        record_request_event(
-            EventTag.REAUTH_FAILURE,
-            account.id,
-            device_id=current.device.id,
-            action="reauth",
-        )
+        # password_confirmed refuses wrong passwords itself; codes are here.
+        refuse(current, "reauth")
+    elif "form" in errors or not account.password_hash:
+        # Nothing to check was typed: a refusal, not a guess.
+        refuse(current, "reauth", guessed=False)
     return None

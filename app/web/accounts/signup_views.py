@@ -8,17 +8,18 @@ from flask import (
     request,
 )
 
-from app.accounts.credentials import WeakPassword, check_new_password
+from app.accounts.credentials import WeakPassword, new_password_hash
 from app.accounts.links import claim_link, find_link, issue_link
 from app.accounts.services import InvalidEmail, find_account, normalize_email
 from app.events.services import EventTag
 from app.extensions import db
+from app.mail.notices import notify_email_change_requested, notify_email_changed
 from app.mail.services import queue_email
 from app.models import Account, LinkPurpose
 from app.web.accounts.forms import ChangeEmailForm, SignupForm
-from app.web.events import record_request_event
+from app.web.events import record_request_event, request_who
 from app.web.forms import ConfirmForm
-from app.web.reauth import needs_reauth, password_confirmed, reauth_limit
+from app.web.reauth import needs_reauth, password_confirmed, reauth_limit, refuse
 from app.web.sessions import (
     load_current_session,
     login_required,
@@ -26,6 +27,7 @@ from app.web.sessions import (
 from app.web.throttling import (
     email_change_mail_limit,
     mail_ip_limit,
+    mail_sent,
     resend_mail_limit,
     signup_mail_limit,
 )
@@ -60,13 +62,19 @@ def signup():
     if form.validate_on_submit():
         try:
             email = normalize_email(form.email.data)
-            check_new_password(email, form.name.data or "", form.password.data)
+            password_hash = new_password_hash(
+                current_app.extensions["latchkey"].passwords,
+                email,
+                form.name.data or "",
+                form.password.data,
+            )
         except InvalidEmail:
             errors["email"] = ["That is not an email address."]
         except WeakPassword as exc:
             errors["password"] = exc.problems
         if not errors:
-            _register(email, form.name.data or "", form.password.data)
+            _register(email, form.name.data or "", password_hash)
+            mail_sent()
             # The same page whether or not the address was taken: no
             # enumeration through sign-up.
             return render_template("accounts/signup_sent.html", email=email)
@@ -77,16 +85,17 @@ def signup():
     return render_template("accounts/signup.html", form=form, errors=errors), status
 
 
-def _register(email: str, name: str, password: str) -> None:
+def _register(email: str, name: str, password_hash: str) -> None:
+    # The password was hashed (and checked) whether or not the address is
+    # taken: the same work, so the timing tells nothing either.
     existing = find_account(email)
     if existing is not None:
         queue_email(existing.email, "signup_existing", account=existing)
         return
-    passwords = current_app.extensions["latchkey"].passwords
     account = Account(
         email=email,
         name=name[:200],
-        password_hash=passwords.hash(password),
+        password_hash=password_hash,
         email_verified=False,
     )
     db.session.add(account)
@@ -132,6 +141,7 @@ def resend_verification():
         abort(400)
     if not current.account.email_verified:
         send_verification(current.account)
+        mail_sent()
     return render_template("accounts/signup_sent.html", email=current.account.email)
 
 
@@ -161,6 +171,7 @@ def change_email():
             errors["new_email"] = "That is not an email address."
         else:
             _request_email_change(current, new_email)
+            mail_sent()
             return render_template("accounts/signup_sent.html", email=new_email)
     if not errors and request.method != "POST":
         status = 200
@@ -180,7 +191,10 @@ def _still_you(current, password: str | None) -> bool:
     account, which has no password to type (issue: every sensitive action
     works for SSO-only people)."""
     if current.account.password_hash is None:
-        return not needs_reauth(current)
+        if needs_reauth(current):
+            refuse(current, "change_email", guessed=False)
+            return False
+        return True
     return password_confirmed(current, password, "change_email")
 
 
@@ -198,15 +212,7 @@ def _request_email_change(current, new_email: str) -> None:
         new_email=new_email,
         link=f"{_settings().issuer}/account/email/confirm/{token}",
     )
-    queue_email(
-        account.email, "email_change_requested", account=account, new_email=new_email
-    )
-    record_request_event(
-        EventTag.EMAIL_CHANGE_REQUESTED,
-        account.id,
-        device_id=current.device.id,
-        new_email=new_email,
-    )
+    notify_email_change_requested(account, request_who(current.device.id), new_email)
 
 
 @bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
@@ -228,19 +234,7 @@ def confirm_email_change(token):
         old = account.email
         account.email = link.new_email
         account.email_verified = True
-        record_request_event(
-            EventTag.EMAIL_CHANGED,
-            account.id,
-            old_email=old,
-            new_email=link.new_email,
-        )
-        queue_email(
-            old,
-            "email_changed",
-            account=account,
-            old_email=old,
-            new_email=link.new_email,
-        )
+        notify_email_changed(account, request_who(), old)
         return render_template("accounts/email_verified.html", email=account.email)
     return render_template(
         "accounts/confirm_link.html",

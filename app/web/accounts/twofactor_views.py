@@ -15,30 +15,31 @@ from flask import (
 
 from app.accounts.totp import remaining_recovery_codes
 from app.accounts.twofactor import (
-    ProofMissing,
     TotpAlreadyEnabled,
     TotpNotEnabled,
-    Who,
     WrongCode,
-    disable_proof,
     disable_totp,
     enable_totp,
     regenerate_recovery_codes,
     start_enrolment,
 )
-from app.events.services import EventTag
+from app.events.services import Who
 from app.web.accounts.security_forms import (
     DisableTotpForm,
     EnableTotpForm,
     RegenerateCodesForm,
 )
-from app.web.events import record_request_event
-from app.web.reauth import confirmed, needs_reauth, reauth_error, reauth_limit
+from app.web.events import request_who
+from app.web.reauth import (
+    confirmed,
+    factor_removal_confirmed,
+    needs_reauth,
+    reauth_error,
+    reauth_limit,
+)
 from app.web.sessions import (
-    client_ip,
     load_current_session,
     login_required,
-    user_agent,
 )
 
 bp = Blueprint("twofactor", __name__, url_prefix="/account/2fa")
@@ -51,7 +52,7 @@ WRONG_CODE = (
 
 
 def _who(current) -> Who:
-    return Who(client_ip(), user_agent(), current.device.id)
+    return request_who(current.device.id)
 
 
 def _no_store(body: str, status: int = 200):
@@ -157,18 +158,10 @@ def disable():
     form = DisableTotpForm()
     error, status = None, 200
     if form.validate_on_submit():
-        passwords = current_app.extensions["latchkey"].passwords
-        try:
-            method = disable_proof(
-                passwords, current.account, form.password.data, form.recovery_code.data
-            )
-        except ProofMissing:
-            record_request_event(
-                EventTag.REAUTH_FAILURE,
-                current.account.id,
-                device_id=current.device.id,
-                action="disable_totp",
-            )
+        method = factor_removal_confirmed(
+            current, form.password.data, form.recovery_code.data
+        )
+        if method is None:
             error, status = "Enter your password or an unused recovery code.", 401
         else:
             # Another tab may have turned it off first: same outcome.

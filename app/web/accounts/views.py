@@ -35,6 +35,8 @@ from app.web.throttling import (
     login_account_limit,
     login_ip_limit,
     second_factor_limit,
+    wrong_password,
+    wrong_second_factor,
 )
 
 bp = Blueprint("accounts", __name__)
@@ -58,6 +60,7 @@ def login():
                 EventTag.LOGIN_FAILURE,
                 known.id if known else None,
             )
+            wrong_password()
             error = "Wrong email or password."
         else:
             return finish_first_factor(account, ["pwd"], form.next.data)
@@ -114,6 +117,7 @@ def second_factor():
             EventTag.SECOND_FACTOR_FAILURE,
             account.id,
         )
+        wrong_second_factor()
         if pending["failures"] >= MAX_SECOND_FACTOR_FAILURES:
             session.pop(PENDING_SECOND_FACTOR, None)
             return redirect(url_for("accounts.login"))

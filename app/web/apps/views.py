@@ -5,11 +5,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from app.apps.services import apps_with_access, find_app, remove_access
 from app.web.apps.forms import RemoveAccessForm
 from app.web.common import form_expired
+from app.web.events import request_who
 from app.web.sessions import (
-    client_ip,
     load_current_session,
     login_required,
-    user_agent,
 )
 
 bp = Blueprint("apps", __name__)
@@ -38,9 +37,7 @@ def confirm_remove(client_id):
         return render_template("apps/confirm_remove.html", app=app, form=form)
     if not form.validate_on_submit():
         return form_expired()
-    remove_access(
-        current.account, app.client, client_ip(), user_agent(), current.device.id
-    )
+    remove_access(current.account, app.client, request_who(current.device.id))
     flash(
         f"{app.client.name} can no longer use your account. It will have to "
         "ask you again.",

@@ -26,8 +26,8 @@ from app.web.devices.forms import (
     SignOutEverywhereForm,
     UserCodeForm,
 )
-from app.web.events import record_request_event
-from app.web.ratelimits import failure_limit
+from app.web.events import record_request_event, request_who
+from app.web.ratelimits import failed_attempt, failure_limit
 from app.web.reauth import (
     confirmed,
     needs_reauth,
@@ -40,7 +40,6 @@ from app.web.sessions import (
     forget_session_cookie,
     load_current_session,
     login_required,
-    user_agent,
 )
 from app.web.signin import gate_for_clients
 
@@ -57,11 +56,17 @@ def _account_and_ip() -> str:
     return f"link:{current.account.id if current else '-'}:{client_ip()}"
 
 
-# Wrong codes count against the person and address; right ones are given
-# back (app.web.ratelimits explains why this holds under parallel tries).
-link_limit = failure_limit(
-    "link_code", _account_and_ip, lambda response: response.status_code == 400
-)
+# Wrong codes count against the person and address (_bad_code); right ones
+# are given back (app.web.ratelimits explains why this holds under parallel
+# tries).
+LINK_CODE = "link_code"
+link_limit = failure_limit(LINK_CODE, _account_and_ip)
+
+
+def _bad_code(form):
+    """The /link page again, the code refused; a wrong guess at a user code."""
+    failed_attempt(LINK_CODE)
+    return render_template("devices/link.html", form=form, error=BAD_CODE), 400
 
 
 @bp.route("/link", methods=["GET", "POST"])
@@ -73,11 +78,11 @@ def link():
         form.user_code.data = request.args.get("user_code", "")[:32]
         return render_template("devices/link.html", form=form, error=None)
     if not form.validate_on_submit():
-        return render_template("devices/link.html", form=form, error=BAD_CODE), 400
+        return _bad_code(form)
     try:
         device_code, client = find_pending(form.user_code.data)
     except UnknownUserCode:
-        return render_template("devices/link.html", form=form, error=BAD_CODE), 400
+        return _bad_code(form)
     decision = DeviceDecisionForm(formdata=None, user_code=form.user_code.data)
     return render_template(
         "devices/link_confirm.html",
@@ -98,9 +103,7 @@ def link_decide():
     if gate is not None:
         return gate
     if not form.validate_on_submit() or form.decision.data not in ("approve", "deny"):
-        return render_template(
-            "devices/link.html", form=UserCodeForm(), error=BAD_CODE
-        ), 400
+        return _bad_code(UserCodeForm())
     approve = form.decision.data == "approve"
     try:
         device = decide(
@@ -113,9 +116,7 @@ def link_decide():
             client_ip(),
         )
     except UnknownUserCode:
-        return render_template(
-            "devices/link.html", form=UserCodeForm(), error=BAD_CODE
-        ), 400
+        return _bad_code(UserCodeForm())
     if device is not None:
         record_request_event(
             EventTag.DEVICE_LINKED,
@@ -172,7 +173,7 @@ def sign_out_device(device_id):
         )
     if not form.validate_on_submit():
         return form_expired()
-    sign_out_one_device(current.account, device.id, client_ip(), user_agent())
+    sign_out_one_device(current.account, device.id, request_who())
     if device.id == current.device.id:
         end_current_session()
         flash("You are signed out on this device.", "success")
@@ -220,9 +221,7 @@ def sign_out_all():
         if not form.validate_on_submit():
             return form_expired()
         if confirmed(current, form.password.data, "sign_out_everywhere"):
-            sign_out_everywhere(
-                current.account, client_ip(), user_agent(), reason="user_request"
-            )
+            sign_out_everywhere(current.account, request_who(), reason="user_request")
             forget_session_cookie()  # the generation bump already ended the session
             flash(
                 "You are signed out of all devices. Every app has lost access; "

@@ -51,7 +51,7 @@ from app.web.sessions import (
     safe_next,
 )
 from app.web.signin import MFA_AMR, finish_first_factor
-from app.web.throttling import _wrong_password
+from app.web.throttling import LOGIN_ACCOUNT, wrong_password
 
 bp = Blueprint("federation", __name__, url_prefix="/federation")
 PENDING_LINK = "fed_pending_link"
@@ -363,8 +363,8 @@ def _pending_email_key() -> str:
 
 
 @bp.route("/link-existing", methods=["GET", "POST"])
-# The same limit name (and test of a failure) as /login's per-account limit.
-@failure_limit("login_account", _pending_email_key, _wrong_password)
+# The same limit (and budget) as /login's per-account limit.
+@failure_limit(LOGIN_ACCOUNT, _pending_email_key)
 def link_existing():
     """An account with the provider's email exists: its owner proves it with
     the password before the identity is linked (no silent linking)."""
@@ -386,6 +386,7 @@ def link_existing():
                 method="pwd",
                 provider=pending["provider"],
             )
+            wrong_password()
         elif account.has_totp:
             # Link only once the second factor is passed as well.
             session[PENDING_LINK] = {**pending, "account_id": account.id}
