@@ -6,7 +6,7 @@ visible to the very next request in any process. No cache can lie.
 
 from sqlalchemy import select
 
-from app.cutoff.services import grant_is_live, grant_rows
+from app.cutoff.liveness import is_live, with_context
 from app.extensions import db
 from app.keys.ring import InvalidJWT, KeyRing
 from app.models import Client, Grant, RefreshToken, RevokedAccessToken
@@ -47,11 +47,11 @@ class TokenInspector:
             # The grant's session comes in the same statement (by its unique
             # sid): a session-bound grant dies with its session.
             row = db.session.execute(
-                grant_rows(RevokedAccessToken.jti, version)
+                with_context(Grant, RevokedAccessToken.jti, version)
                 .outerjoin(RevokedAccessToken, revoked)
                 .where(Grant.id == str(claims["gid"]))
             ).first()
-            if row is None or row[4] is not None or not grant_is_live(*row[:4]):
+            if row is None or row[4] is not None or not is_live(*row[:4]):
                 return None
         else:
             row = db.session.execute(
@@ -71,14 +71,14 @@ class TokenInspector:
         if not token or len(token) > 200:
             return None
         row = db.session.execute(
-            grant_rows(RefreshToken)
+            with_context(Grant, RefreshToken)
             .join(RefreshToken, RefreshToken.grant_id == Grant.id)
             .where(RefreshToken.token_hash == hash_token(token))
         ).first()
         if row is None:
             return None
         grant, account, device, session, refresh = row
-        if refresh.seq != grant.live_seq or not grant_is_live(
+        if refresh.seq != grant.live_seq or not is_live(
             grant, account, device, session
         ):
             return None
