@@ -37,7 +37,7 @@ from app.models import (
     Grant,
     SessionEnd,
 )
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 
 
 def sid_for_tokens(
@@ -53,12 +53,11 @@ def sid_for_tokens(
 def revoke_grant(grant_id: str, reason: str) -> bool:
     """Revoke one grant and so its whole refresh-token family and the access
     tokens minted from it. True if this call revoked it."""
-    result = db.session.execute(
+    if not claim_once(
         update(Grant)
         .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoke_reason=reason)
-    )
-    if result.rowcount != 1:
+    ):
         return False
     queue_logout_for_grant(grant_id)
     return True
@@ -103,13 +102,13 @@ def end_expired_sessions(now: datetime, limit: int) -> list[BrowserSession]:
         live = not cut_off(session, account, device)
         cause = SessionEnd.EXPIRED if live else SessionEnd.ACCOUNT_SIGNED_OUT
         # Conditional on ended_at, so two sweeping workers end it once.
-        ended = db.session.execute(
+        ended = claim_once(
             update(BrowserSession)
             .where(BrowserSession.sid == session.sid, BrowserSession.ended_at.is_(None))
             .values(ended_at=session.expires_at, end_cause=cause)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        if ended == 1 and live:
+        )
+        if ended and live:
             queue_logout_for_session(session.sid, session.account_id)
             expired.append(session)
     return expired
@@ -119,7 +118,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
     """Cut off every session and grant of one of ``account_id``'s devices.
     True if it was live."""
     now = utcnow()
-    result = db.session.execute(
+    if not claim_once(
         update(Device)
         .where(
             Device.id == device_id,
@@ -127,8 +126,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
             Device.revoked_at.is_(None),
         )
         .values(revoked_at=now)
-    )
-    if result.rowcount != 1:
+    ):
         return False
     db.session.execute(
         update(BrowserSession)

@@ -24,7 +24,7 @@ from app.cutoff.liveness import is_live, with_context
 from app.devices.linking import normalize_user_code
 from app.extensions import db
 from app.models import Account, Client, Device, DeviceCode
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.models.device_code import DeviceCodeStatus
 from app.oauth.tokens import Subject
 from app.security.opaque_tokens import hash_token, new_token
@@ -129,16 +129,16 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
             raise AuthorizationPendingError()
         # Judged on the rows as loaded, before the claim marks the code used.
         live = is_live(row, account, device, now=now)
-        claimed = db.session.execute(
+        claimed = claim_once(
             update(DeviceCode)
             .where(
                 DeviceCode.device_code_hash == row.device_code_hash,
                 DeviceCode.status == DeviceCodeStatus.APPROVED,
             )
             .values(status=DeviceCodeStatus.USED)
-        ).rowcount
+        )
         db.session.commit()
-        if claimed != 1:
+        if not claimed:
             raise InvalidGrantError("The device code was already used.")
         if not live:
             # Signed out everywhere (or the device) between approval and
@@ -159,7 +159,7 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         # a 5 s longer interval. A conditional UPDATE keeps this true when
         # polls race across processes.
         window = now - timedelta(seconds=row.interval)
-        paced = db.session.execute(
+        paced = claim_once(
             update(DeviceCode)
             .where(
                 DeviceCode.device_code_hash == row.device_code_hash,
@@ -169,15 +169,15 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
                 ),
             )
             .values(last_polled_at=now)
-        ).rowcount
-        if paced != 1:
+        )
+        if not paced:
             db.session.execute(
                 update(DeviceCode)
                 .where(DeviceCode.device_code_hash == row.device_code_hash)
                 .values(interval=DeviceCode.interval + 5, last_polled_at=now)
             )
         db.session.commit()
-        if paced != 1:
+        if not paced:
             raise SlowDownError()
 
     def create_token_response(self):

@@ -26,7 +26,7 @@ from app.cutoff.services import revoke_grant, sid_for_tokens
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.models import Account, BrowserSession, Client, Device, Grant, RefreshToken
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.oauth.tokens import Subject
 from app.security.opaque_tokens import hash_token
 
@@ -138,7 +138,7 @@ class RefreshRotation:
         """Make ``successor`` the live token if ``expect_live`` still is;
         of concurrent callers exactly one gets True."""
         new_seq = grant.seq_counter + 1
-        result = db.session.execute(
+        advanced = claim_once(
             update(Grant)
             .where(
                 Grant.id == grant.id,
@@ -154,7 +154,7 @@ class RefreshRotation:
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if not advanced:
             return False
         db.session.add(
             RefreshToken(

@@ -36,7 +36,7 @@ from app.models import (
     Client,
     Device,
 )
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.oauth.client_auth import only_presented
 from app.oauth.device_flow import (
     LatchkeyDeviceAuthorizationEndpoint,
@@ -395,15 +395,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         live = is_live(authorization_code, account, device, now=now)
         session_sid = self._live_sid(authorization_code, account, device, session)
         # Claim the code atomically: of two concurrent redemptions one wins.
-        claimed = db.session.execute(
+        claimed = claim_once(
             update(AuthorizationCode)
             .where(
                 AuthorizationCode.code_hash == authorization_code.code_hash,
                 AuthorizationCode.used_at.is_(None),
             )
             .values(used_at=utcnow())
-        ).rowcount
-        if claimed != 1:
+        )
+        if not claimed:
             db.session.rollback()
             self._revoke_replayed(
                 db.session.get(
