@@ -1,6 +1,6 @@
 """Grant (account x client x device x scope), its refresh tokens and codes."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     JSON,
@@ -50,6 +50,15 @@ class Grant(db.Model):
     last_refresh_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    def refresh_expires_at(self, idle: timedelta, absolute: timedelta) -> datetime:
+        """When the grant's refresh token stops being accepted: ``idle`` after
+        the last rotation or ``absolute`` after the grant was made, whichever
+        comes first (LATCHKEY_REFRESH_IDLE_LIFETIME and
+        LATCHKEY_REFRESH_ABSOLUTE_LIFETIME). The one place this is computed:
+        rotation refuses a token after it, introspection reports it as the
+        refresh token's ``exp`` (RFC 7662 §2.2)."""
+        return min(self.created_at + absolute, self.last_refresh_at + idle)
 
 
 class RefreshToken(db.Model):

@@ -4,6 +4,8 @@ Reads the database on every call (by primary key), so a revocation is
 visible to the very next request in any process. No cache can lie.
 """
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from app.cutoff.liveness import is_live, with_context
@@ -172,10 +174,12 @@ def _describe_refresh(inspector: TokenInspector, token: str, settings):
     live = inspector.refresh_token_record(token)
     if live is None:
         return owner, {"active": False}
-    absolute = grant.created_at.timestamp() + settings.refresh_token_absolute_lifetime
-    idle = grant.last_refresh_at.timestamp() + settings.refresh_token_idle_lifetime
+    expires_at = grant.refresh_expires_at(
+        timedelta(seconds=settings.refresh_token_idle_lifetime),
+        timedelta(seconds=settings.refresh_token_absolute_lifetime),
+    )
     now = utcnow().timestamp()
-    exp = int(min(absolute, idle))
+    exp = int(expires_at.timestamp())
     if exp <= now:
         return owner, {"active": False}
     return owner, {

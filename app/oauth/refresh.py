@@ -87,10 +87,7 @@ class RefreshRotation:
         if not is_live(grant, account, device, session, now):
             # Revoked, cut off, or its session ended: nothing to detect.
             raise RefreshRejected("grant not live")
-        if (
-            now - grant.created_at > self.absolute
-            or now - grant.last_refresh_at > self.idle
-        ):
+        if now > grant.refresh_expires_at(self.idle, self.absolute):
             raise RefreshRejected("expired")
         successor = self.successor(value)
         if token.seq == grant.live_seq:
