@@ -34,7 +34,7 @@ from app.models import (
     RefreshToken,
     SecurityEvent,
 )
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.outbox.services import Delivery
 
 # Reserved by RFC 2606 §2: mail to it can never be delivered, and
@@ -57,14 +57,11 @@ class AccountDeleted(Exception):
 def _set_status(account: Account, expected: AccountStatus, **values) -> bool:
     # Conditional on the status read, so two operators (or the person and an
     # operator) racing each other change it once.
-    return (
-        db.session.execute(
-            update(Account)
-            .where(Account.id == account.id, Account.status == expected)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        == 1
+    return claim_once(
+        update(Account)
+        .where(Account.id == account.id, Account.status == expected)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Account, AccountLink, AccountStatus
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.security.opaque_tokens import hash_token, new_token
 
 
@@ -63,13 +63,8 @@ def find_link(token: str, purpose: str) -> tuple[AccountLink, Account] | None:
 
 def claim_link(link: AccountLink) -> bool:
     """Use the link up; False if another request used it first."""
-    return (
-        db.session.execute(
-            update(AccountLink)
-            .where(
-                AccountLink.token_hash == link.token_hash, AccountLink.used_at.is_(None)
-            )
-            .values(used_at=utcnow())
-        ).rowcount
-        == 1
+    return claim_once(
+        update(AccountLink)
+        .where(AccountLink.token_hash == link.token_hash, AccountLink.used_at.is_(None))
+        .values(used_at=utcnow())
     )

@@ -16,7 +16,7 @@ from sqlalchemy import delete, or_, select, update
 
 from app.extensions import db
 from app.models import Account, RecoveryCode
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.security.crypto import KeyEncryption
 from app.security.opaque_tokens import hash_token
 
@@ -79,7 +79,7 @@ class TotpService:
         )
         if step is None:
             return False
-        burned = db.session.execute(
+        return claim_once(
             update(Account)
             .where(
                 Account.id == account.id,
@@ -87,8 +87,7 @@ class TotpService:
             )
             .values(totp_last_step=step)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        return burned == 1
+        )
 
 
 def new_recovery_codes(account: Account) -> list[str]:
@@ -124,12 +123,11 @@ def use_recovery_code(account: Account, code: str) -> bool:
     ).scalar_one_or_none()
     if row is None:
         return False
-    spent = db.session.execute(
+    return claim_once(
         update(RecoveryCode)
         .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
         .values(used_at=utcnow())
-    ).rowcount
-    return spent == 1
+    )
 
 
 def remaining_recovery_codes(account: Account) -> int:

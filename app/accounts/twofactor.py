@@ -28,7 +28,7 @@ from app.mail.notices import (
     notify_totp_enabled,
 )
 from app.models import Account, RecoveryCode
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 
 
 class TotpAlreadyEnabled(Exception):
@@ -84,7 +84,7 @@ def enable_totp(totp: TotpService, account: Account, code: str, who: Who) -> lis
         raise WrongCode
     # Conditional on the very secret that was checked and on 2FA still being
     # off, so two tabs (or processes) cannot both enable it.
-    enabled = db.session.execute(
+    enabled = claim_once(
         update(Account)
         .where(
             Account.id == account.id,
@@ -93,8 +93,8 @@ def enable_totp(totp: TotpService, account: Account, code: str, who: Who) -> lis
         )
         .values(totp_enabled_at=now, totp_last_step=step)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if enabled != 1:
+    )
+    if not enabled:
         db.session.rollback()
         raise WrongCode
     codes = new_recovery_codes(account)

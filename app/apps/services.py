@@ -6,11 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from app.cutoff.services import (
-    grant_is_live,
-    grant_rows,
-    revoke_client_access,
-)
+from app.cutoff.liveness import is_live, with_context
+from app.cutoff.services import revoke_client_access
 from app.events.services import EventTag, Who, record_event
 from app.extensions import db
 from app.models import Account, Client, Consent, Grant
@@ -59,14 +56,14 @@ def apps_with_access(account: Account) -> list[AppAccess]:
         app.since = consent.updated_at
     now = utcnow()
     for grant, grant_account, device, session, client in db.session.execute(
-        grant_rows(Client)
+        with_context(Grant, Client)
         .join(Client, Client.client_id == Grant.client_id)
         .where(Grant.account_id == account.id, Grant.revoked_at.is_(None))
         .order_by(Grant.created_at)
     ):
         # The one liveness rule: a session-bound grant whose session ended
         # is no access any more (OIDC Core §11).
-        if not grant_is_live(grant, grant_account, device, session, now):
+        if not is_live(grant, grant_account, device, session, now):
             continue
         device_name = device.name
         app = apps.setdefault(client.client_id, AppAccess(client))

@@ -1,4 +1,5 @@
-"""Cutting credentials off, at every grain, and the one test of liveness.
+"""Cutting credentials off, at every grain (the rule they are checked
+against is app.cutoff.liveness).
 
 Every cut-off is a constant number of statements whatever the number of
 tokens: a grant row, a session row, a device row, or the account's
@@ -14,8 +15,9 @@ that took effect also adds one back-channel logout row to it
 
 from datetime import datetime
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import delete, select, update
 
+from app.cutoff.liveness import cut_off, is_live, with_context
 from app.extensions import db
 from app.logout.backchannel import (
     queue_logout_for_account,
@@ -26,7 +28,6 @@ from app.logout.backchannel import (
 )
 from app.models import (
     Account,
-    AccountStatus,
     AuthorizationCode,
     BrowserSession,
     Consent,
@@ -36,60 +37,15 @@ from app.models import (
     Grant,
     SessionEnd,
 )
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 
 
-def session_is_live(
-    session: BrowserSession | None, account: Account, now: datetime | None = None
-) -> bool:
-    """Whether ``session`` (of ``account``) is still signed in: not ended,
-    not expired, not cut off by the account's generation."""
-    return (
-        session is not None
-        and session.ended_at is None
-        and session.expires_at > (now or utcnow())
-        and session.account_generation == account.generation
-        and session.account_id == account.id
-    )
-
-
-def grant_is_live(
-    grant: Grant,
-    account: Account,
-    device: Device,
-    session: BrowserSession | None = None,
-    now: datetime | None = None,
-) -> bool:
-    """THE liveness rule for a grant and everything minted from it: not
-    revoked, its account active and in the same generation, its device not
-    signed out and, for a session-bound grant, its session live (OIDC Core
-    §11: without offline_access, access ends with the sign-in). ``session``
-    is the row named by grant.session_sid (see grant_rows)."""
-    return (
-        grant.revoked_at is None
-        and grant.account_generation == account.generation
-        and account.status == AccountStatus.ACTIVE
-        and device.revoked_at is None
-        and (not grant.session_bound or session_is_live(session, account, now))
-    )
-
-
-def grant_rows(*extra) -> Select:
-    """SELECT Grant, Account, Device, BrowserSession (or None), *extra: all
-    grant_is_live needs, in one statement, each joined by primary key or
-    unique sid. Add the WHERE that picks the grant."""
-    return (
-        select(Grant, Account, Device, BrowserSession, *extra)
-        .join(Account, Account.id == Grant.account_id)
-        .join(Device, Device.id == Grant.device_id)
-        .outerjoin(BrowserSession, BrowserSession.sid == Grant.session_sid)
-    )
-
-
-def sid_for_tokens(grant: Grant, session: BrowserSession | None, account) -> str | None:
+def sid_for_tokens(
+    grant: Grant, session: BrowserSession | None, account: Account, device: Device
+) -> str | None:
     """The ``sid`` a token minted now from ``grant`` may carry: its session's,
     only while that session is live (an offline_access grant outlives it)."""
-    if grant.session_sid and session_is_live(session, account):
+    if grant.session_sid and is_live(session, account, device):
         return grant.session_sid
     return None
 
@@ -97,12 +53,11 @@ def sid_for_tokens(grant: Grant, session: BrowserSession | None, account) -> str
 def revoke_grant(grant_id: str, reason: str) -> bool:
     """Revoke one grant and so its whole refresh-token family and the access
     tokens minted from it. True if this call revoked it."""
-    result = db.session.execute(
+    if not claim_once(
         update(Grant)
         .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoke_reason=reason)
-    )
-    if result.rowcount != 1:
+    ):
         return False
     queue_logout_for_grant(grant_id)
     return True
@@ -129,33 +84,31 @@ def end_session(sid: str, cause: str, client_id: str | None = None) -> bool:
 def end_expired_sessions(now: datetime, limit: int) -> list[BrowserSession]:
     """Mark up to ``limit`` sessions whose lifetime ran out as ended, so
     that their relying parties hear of it (Back-Channel Logout §2.7: the
-    tokens themselves are already dead by grant_is_live).
+    tokens themselves are already dead by app.cutoff.liveness).
 
     Returns the sessions that were still signed in when they expired; those
     already cut off by their account's generation are marked silently
     (that cut-off queued its own notice).
     """
     rows = db.session.execute(
-        select(BrowserSession, Account.generation, Account.status)
-        .join(Account, Account.id == BrowserSession.account_id)
+        with_context(BrowserSession)
         .where(BrowserSession.ended_at.is_(None), BrowserSession.expires_at <= now)
         .order_by(BrowserSession.expires_at)
         .limit(limit)
     ).all()
     expired = []
-    for session, generation, status in rows:
-        live = (
-            session.account_generation == generation and status == AccountStatus.ACTIVE
-        )
+    for session, account, device in rows:
+        # Live until its expiry unless cut off: the one rule, minus the time.
+        live = not cut_off(session, account, device)
         cause = SessionEnd.EXPIRED if live else SessionEnd.ACCOUNT_SIGNED_OUT
         # Conditional on ended_at, so two sweeping workers end it once.
-        ended = db.session.execute(
+        ended = claim_once(
             update(BrowserSession)
             .where(BrowserSession.sid == session.sid, BrowserSession.ended_at.is_(None))
             .values(ended_at=session.expires_at, end_cause=cause)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        if ended == 1 and live:
+        )
+        if ended and live:
             queue_logout_for_session(session.sid, session.account_id)
             expired.append(session)
     return expired
@@ -165,7 +118,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
     """Cut off every session and grant of one of ``account_id``'s devices.
     True if it was live."""
     now = utcnow()
-    result = db.session.execute(
+    if not claim_once(
         update(Device)
         .where(
             Device.id == device_id,
@@ -173,8 +126,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
             Device.revoked_at.is_(None),
         )
         .values(revoked_at=now)
-    )
-    if result.rowcount != 1:
+    ):
         return False
     db.session.execute(
         update(BrowserSession)

@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import Account, Client, Device, DeviceCode
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.models.device_code import DeviceCodeStatus
 from app.security.opaque_tokens import hash_token
 
@@ -84,15 +84,15 @@ def decide(
             "amr": amr,
             "acr": acr,
         }
-    decided = db.session.execute(
+    decided = claim_once(
         update(DeviceCode)
         .where(
             DeviceCode.device_code_hash == device_code.device_code_hash,
             DeviceCode.status == DeviceCodeStatus.PENDING,
         )
         .values(**values)
-    ).rowcount
-    if decided != 1:
+    )
+    if not decided:
         db.session.rollback()
         raise UnknownUserCode
     return device

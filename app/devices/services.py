@@ -5,11 +5,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.cutoff.liveness import is_live, with_context
 from app.cutoff.services import (
     end_expired_sessions,
-    grant_is_live,
-    grant_rows,
-    session_is_live,
     sign_out_account,
     sign_out_device,
 )
@@ -77,18 +75,17 @@ def connected_devices(
             BrowserSession.ended_at.is_(None),
         )
     ).scalars():
-        if sess.device_id in views and session_is_live(sess, account, now):
-            views[sess.device_id].sessions.append(sess)
+        view = views.get(sess.device_id)
+        if view is not None and is_live(sess, account, view.device, now=now):
+            view.sessions.append(sess)
     for grant, grant_account, device, session, client_name in db.session.execute(
-        grant_rows(Client.name)
+        with_context(Grant, Client.name)
         .join(Client, Client.client_id == Grant.client_id)
         .where(Grant.account_id == account.id, Grant.revoked_at.is_(None))
         .order_by(Grant.created_at)
     ):
         view = views.get(grant.device_id)
-        if view is None or not grant_is_live(
-            grant, grant_account, device, session, now
-        ):
+        if view is None or not is_live(grant, grant_account, device, session, now):
             continue
         if grant.client_id not in {a.client_id for a in view.apps}:
             view.apps.append(
@@ -101,16 +98,18 @@ def connected_devices(
         view.last_seen_at = max(view.last_seen_at, grant.last_refresh_at)
     # A TV approved at /link but not yet polling holds an approved device
     # code (RFC 8628 §3.5): it can still become signed in, so it is listed.
-    pending = set(
-        db.session.execute(
-            select(DeviceCode.device_id).where(
+    pending = {
+        code.device_id
+        for code in db.session.execute(
+            select(DeviceCode).where(
                 DeviceCode.account_id == account.id,
                 DeviceCode.status == DeviceCodeStatus.APPROVED,
                 DeviceCode.expires_at > now,
-                DeviceCode.account_generation == account.generation,
             )
         ).scalars()
-    )
+        if code.device_id in views
+        and is_live(code, account, views[code.device_id].device, now=now)
+    }
     live = [v for v in views.values() if v.sessions or v.apps or v.device.id in pending]
     return sorted(live, key=lambda v: v.last_seen_at, reverse=True)
 

@@ -2,11 +2,11 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.base import UTCDateTime, new_id, utcnow
+from app.models.base import AuthContext, UTCDateTime, new_id, utcnow
 
 
 class DeviceKind:
@@ -46,7 +46,7 @@ class SessionEnd:
     ACCOUNT_SIGNED_OUT = "account_signed_out"  # found cut off by generation
 
 
-class BrowserSession(db.Model):
+class BrowserSession(AuthContext, db.Model):
     """The signed-in state of one browser; the cookie holds a random id."""
 
     __tablename__ = "sessions"
@@ -65,16 +65,6 @@ class BrowserSession(db.Model):
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     # Public session id for OIDC ``sid`` claims and back-channel logout.
     sid: Mapped[str] = mapped_column(String(32), unique=True, default=new_id)
-    account_id: Mapped[str] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    device_id: Mapped[str] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), index=True
-    )
-    account_generation: Mapped[int] = mapped_column(Integer)
-    auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    amr: Mapped[list] = mapped_column(JSON, default=list)
-    acr: Mapped[str] = mapped_column(String(64), default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -2,11 +2,11 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.base import UTCDateTime, utcnow
+from app.models.base import AuthContext, UTCDateTime, utcnow
 
 
 class DeviceCodeStatus:
@@ -16,8 +16,11 @@ class DeviceCodeStatus:
     USED = "used"
 
 
-class DeviceCode(db.Model):
+class DeviceCode(AuthContext, db.Model):
     __tablename__ = "device_codes"
+    # The auth context is filled in when a signed-in person approves.
+    auth_context_optional = True
+    device_id_indexed = False
 
     # SHA-256 of the 256-bit device_code the client polls with.
     device_code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -33,14 +36,3 @@ class DeviceCode(db.Model):
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Filled in when a signed-in person approves or denies.
-    account_id: Mapped[str | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True, index=True
-    )
-    account_generation: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    device_id: Mapped[str | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), nullable=True
-    )
-    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    amr: Mapped[list] = mapped_column(JSON, default=list)
-    acr: Mapped[str] = mapped_column(String(64), default="0")

@@ -1,6 +1,6 @@
 """Grant (account x client x device x scope), its refresh tokens and codes."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     JSON,
@@ -14,21 +14,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.base import UTCDateTime, new_id, utcnow
+from app.models.base import AuthContext, UTCDateTime, new_id, utcnow
 
 
-class Grant(db.Model):
+class Grant(AuthContext, db.Model):
     __tablename__ = "grants"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    account_id: Mapped[str] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
     client_id: Mapped[str] = mapped_column(
         ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
-    )
-    device_id: Mapped[str] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), index=True
     )
     session_sid: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Made in a browser session without offline_access: live only while the
@@ -36,10 +30,6 @@ class Grant(db.Model):
     # §2.7). An offline_access grant outlives its session, not its device.
     session_bound: Mapped[bool] = mapped_column(Boolean, default=False)
     scope: Mapped[str] = mapped_column(Text, default="")
-    account_generation: Mapped[int] = mapped_column(Integer)
-    auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    amr: Mapped[list] = mapped_column(JSON, default=list)
-    acr: Mapped[str] = mapped_column(String(64), default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Refresh rotation state. The live refresh token is the one whose seq
     # equals live_seq; rotation is a conditional UPDATE on live_seq, so two
@@ -50,6 +40,15 @@ class Grant(db.Model):
     last_refresh_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    def refresh_expires_at(self, idle: timedelta, absolute: timedelta) -> datetime:
+        """When the grant's refresh token stops being accepted: ``idle`` after
+        the last rotation or ``absolute`` after the grant was made, whichever
+        comes first (LATCHKEY_REFRESH_IDLE_LIFETIME and
+        LATCHKEY_REFRESH_ABSOLUTE_LIFETIME). The one place this is computed:
+        rotation refuses a token after it, introspection reports it as the
+        refresh token's ``exp`` (RFC 7662 §2.2)."""
+        return min(self.created_at + absolute, self.last_refresh_at + idle)
 
 
 class RefreshToken(db.Model):
@@ -63,19 +62,15 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class AuthorizationCode(db.Model):
+class AuthorizationCode(AuthContext, db.Model):
     __tablename__ = "authorization_codes"
+    device_id_indexed = False
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(
         ForeignKey("clients.client_id", ondelete="CASCADE")
     )
-    account_id: Mapped[str] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     session_sid: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    account_generation: Mapped[int] = mapped_column(Integer)
     # As sent to /authorize; None when it was not sent (RFC 6749 §4.1.3:
     # then /token need not send it either).
     redirect_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -83,9 +78,6 @@ class AuthorizationCode(db.Model):
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     code_challenge_method: Mapped[str | None] = mapped_column(String(8), nullable=True)
-    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
-    amr: Mapped[list] = mapped_column(JSON, default=list)
-    acr: Mapped[str] = mapped_column(String(64), default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -20,10 +20,11 @@ from authlib.oauth2.rfc8628 import (
 from flask import url_for
 from sqlalchemy import or_, update
 
+from app.cutoff.liveness import is_live, with_context
 from app.devices.linking import normalize_user_code
 from app.extensions import db
-from app.models import Account, AccountStatus, Client, Device, DeviceCode
-from app.models.base import utcnow
+from app.models import Account, Client, Device, DeviceCode
+from app.models.base import claim_once, utcnow
 from app.models.device_code import DeviceCodeStatus
 from app.oauth.tokens import Subject
 from app.security.opaque_tokens import hash_token, new_token
@@ -97,16 +98,25 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError()
-        row = None
+        found = None
         if len(device_code) <= 200:
-            row = db.session.get(DeviceCode, hash_token(device_code))
-        if row is None or row.client_id != client.client_id:
+            # With the account and device its liveness check needs, in the
+            # one statement that finds it (both None while pending).
+            found = db.session.execute(
+                with_context(DeviceCode).where(
+                    DeviceCode.device_code_hash == hash_token(device_code)
+                )
+            ).first()
+        if found is None or found[0].client_id != client.client_id:
             raise InvalidGrantError("Invalid 'device_code'.")
+        row, account, device = found
         self.request.client = client
-        self.request.user = self._poll(row)
+        self.request.user = self._poll(row, account, device)
         self.request.credential = row
 
-    def _poll(self, row: DeviceCode) -> Subject:
+    def _poll(
+        self, row: DeviceCode, account: Account | None, device: Device | None
+    ) -> Subject:
         now = utcnow()
         if row.status == DeviceCodeStatus.USED:
             raise InvalidGrantError("The device code was already used.")
@@ -117,27 +127,22 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         if row.status == DeviceCodeStatus.PENDING:
             self._check_pace(row, now)
             raise AuthorizationPendingError()
-        claimed = db.session.execute(
+        # Judged on the rows as loaded, before the claim marks the code used.
+        live = is_live(row, account, device, now=now)
+        claimed = claim_once(
             update(DeviceCode)
             .where(
                 DeviceCode.device_code_hash == row.device_code_hash,
                 DeviceCode.status == DeviceCodeStatus.APPROVED,
             )
             .values(status=DeviceCodeStatus.USED)
-        ).rowcount
+        )
         commit_early("device code claimed: nothing after gives it back")
-        if claimed != 1:
+        if not claimed:
             raise InvalidGrantError("The device code was already used.")
-        account = db.session.get(Account, row.account_id)
-        device = db.session.get(Device, row.device_id)
-        if (
-            account is None
-            or account.status != AccountStatus.ACTIVE
-            or account.generation != row.account_generation
-            or device is None
-            or device.revoked_at is not None
-        ):
-            # Signed out everywhere between approval and this poll.
+        if not live:
+            # Signed out everywhere (or the device) between approval and
+            # this poll.
             raise AccessDeniedError()
         return Subject(
             account=account,
@@ -154,7 +159,7 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         # a 5 s longer interval. A conditional UPDATE keeps this true when
         # polls race across processes.
         window = now - timedelta(seconds=row.interval)
-        paced = db.session.execute(
+        paced = claim_once(
             update(DeviceCode)
             .where(
                 DeviceCode.device_code_hash == row.device_code_hash,
@@ -164,14 +169,14 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
                 ),
             )
             .values(last_polled_at=now)
-        ).rowcount
-        if paced != 1:
+        )
+        if not paced:
             db.session.execute(
                 update(DeviceCode)
                 .where(DeviceCode.device_code_hash == row.device_code_hash)
                 .values(interval=DeviceCode.interval + 5, last_polled_at=now)
             )
-        if paced != 1:
+        if not paced:
             raise SlowDownError()
 
     def create_token_response(self):

@@ -4,9 +4,11 @@ Reads the database on every call (by primary key), so a revocation is
 visible to the very next request in any process. No cache can lie.
 """
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
-from app.cutoff.services import grant_is_live, grant_rows
+from app.cutoff.liveness import is_live, with_context
 from app.extensions import db
 from app.keys.ring import InvalidJWT, KeyRing
 from app.models import Client, Grant, RefreshToken, RevokedAccessToken
@@ -47,11 +49,11 @@ class TokenInspector:
             # The grant's session comes in the same statement (by its unique
             # sid): a session-bound grant dies with its session.
             row = db.session.execute(
-                grant_rows(RevokedAccessToken.jti, version)
+                with_context(Grant, RevokedAccessToken.jti, version)
                 .outerjoin(RevokedAccessToken, revoked)
                 .where(Grant.id == str(claims["gid"]))
             ).first()
-            if row is None or row[4] is not None or not grant_is_live(*row[:4]):
+            if row is None or row[4] is not None or not is_live(*row[:4]):
                 return None
         else:
             row = db.session.execute(
@@ -71,14 +73,14 @@ class TokenInspector:
         if not token or len(token) > 200:
             return None
         row = db.session.execute(
-            grant_rows(RefreshToken)
+            with_context(Grant, RefreshToken)
             .join(RefreshToken, RefreshToken.grant_id == Grant.id)
             .where(RefreshToken.token_hash == hash_token(token))
         ).first()
         if row is None:
             return None
         grant, account, device, session, refresh = row
-        if refresh.seq != grant.live_seq or not grant_is_live(
+        if refresh.seq != grant.live_seq or not is_live(
             grant, account, device, session
         ):
             return None
@@ -172,10 +174,12 @@ def _describe_refresh(inspector: TokenInspector, token: str, settings):
     live = inspector.refresh_token_record(token)
     if live is None:
         return owner, {"active": False}
-    absolute = grant.created_at.timestamp() + settings.refresh_token_absolute_lifetime
-    idle = grant.last_refresh_at.timestamp() + settings.refresh_token_idle_lifetime
+    expires_at = grant.refresh_expires_at(
+        timedelta(seconds=settings.refresh_token_idle_lifetime),
+        timedelta(seconds=settings.refresh_token_absolute_lifetime),
+    )
     now = utcnow().timestamp()
-    exp = int(min(absolute, idle))
+    exp = int(expires_at.timestamp())
     if exp <= now:
         return owner, {"active": False}
     return owner, {

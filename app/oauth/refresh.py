@@ -21,16 +21,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from app.cutoff.services import (
-    grant_is_live,
-    grant_rows,
-    revoke_grant,
-    sid_for_tokens,
-)
+from app.cutoff.liveness import is_live, with_context
+from app.cutoff.services import revoke_grant, sid_for_tokens
 from app.events.services import NOBODY, EventTag, Who, record_event
 from app.extensions import db
-from app.models import Account, BrowserSession, Client, Grant, RefreshToken
-from app.models.base import utcnow
+from app.models import Account, BrowserSession, Client, Device, Grant, RefreshToken
+from app.models.base import claim_once, utcnow
 from app.oauth.tokens import Subject
 from app.security.opaque_tokens import hash_token
 
@@ -79,7 +75,7 @@ class RefreshRotation:
         if not value or len(value) > 200:
             raise RefreshRejected("malformed")
         row = db.session.execute(
-            grant_rows(RefreshToken)
+            with_context(Grant, RefreshToken)
             .join(RefreshToken, RefreshToken.grant_id == Grant.id)
             .where(RefreshToken.token_hash == hash_token(value))
         ).first()
@@ -89,24 +85,21 @@ class RefreshRotation:
         if grant.client_id != client.client_id:
             raise RefreshRejected("issued to another client")
         now = utcnow()
-        if not grant_is_live(grant, account, device, session, now):
+        if not is_live(grant, account, device, session, now):
             # Revoked, cut off, or its session ended: nothing to detect.
             raise RefreshRejected("grant not live")
-        if (
-            now - grant.created_at > self.absolute
-            or now - grant.last_refresh_at > self.idle
-        ):
+        if now > grant.refresh_expires_at(self.idle, self.absolute):
             raise RefreshRejected("expired")
         successor = self.successor(value)
         if token.seq == grant.live_seq:
             if self._advance(grant, token.seq, successor, now):
-                return self._subject(grant, account, session, successor)
+                return self._subject(grant, account, device, session, successor)
             # Another request rotated it first; see what it left.
             db.session.refresh(grant)
         if self._is_retry(grant, token, client, now):
             # The successor of this token is the live one: hand it out again
             # (with a fresh access token), replacing nothing.
-            return self._subject(grant, account, session, successor)
+            return self._subject(grant, account, device, session, successor)
         self._reused(grant, account, client, who)
         raise RefreshRejected("reused")
 
@@ -141,7 +134,7 @@ class RefreshRotation:
         """Make ``successor`` the live token if ``expect_live`` still is;
         of concurrent callers exactly one gets True."""
         new_seq = grant.seq_counter + 1
-        result = db.session.execute(
+        advanced = claim_once(
             update(Grant)
             .where(
                 Grant.id == grant.id,
@@ -157,7 +150,7 @@ class RefreshRotation:
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if not advanced:
             return False
         db.session.add(
             RefreshToken(
@@ -173,6 +166,7 @@ class RefreshRotation:
     def _subject(
         grant: Grant,
         account: Account,
+        device: Device,
         session: BrowserSession | None,
         refresh_value: str,
     ) -> Subject:
@@ -180,7 +174,7 @@ class RefreshRotation:
             account=account,
             device_id=grant.device_id,
             # A refreshed token never names a session that has ended.
-            session_sid=sid_for_tokens(grant, session, account),
+            session_sid=sid_for_tokens(grant, session, account, device),
             auth_time=grant.auth_time,
             amr=list(grant.amr or []),
             acr=grant.acr,

@@ -23,18 +23,19 @@ from authlib.oidc.core.grants.util import is_openid_scope
 from sqlalchemy import select, update
 
 from app.clients.services import SCOPES_SUPPORTED
-from app.cutoff.services import revoke_grant, session_is_live
+from app.cutoff.liveness import is_live, with_context
+from app.cutoff.services import revoke_grant
 from app.events.services import EventTag, record_event
 from app.extensions import db
 from app.metrics import TOKENS_ISSUED
 from app.models import (
     Account,
-    AccountStatus,
     AuthorizationCode,
     BrowserSession,
     Client,
+    Device,
 )
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.oauth.client_auth import only_presented
 from app.oauth.device_flow import (
     LatchkeyDeviceAuthorizationEndpoint,
@@ -361,14 +362,22 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code, client):
         if not code or len(code) > 200:
             return None
-        row = db.session.get(AuthorizationCode, hash_token(code))
-        if row is None or row.client_id != client.client_id:
+        # The code comes with all its liveness check needs (account, device,
+        # the session it was issued in) in the one statement that finds it.
+        found = db.session.execute(
+            with_context(AuthorizationCode).where(
+                AuthorizationCode.code_hash == hash_token(code)
+            )
+        ).first()
+        if found is None or found[0].client_id != client.client_id:
             return None
+        row = found[0]
         if row.used_at is not None:
             self._revoke_replayed(row)
             return None
         if row.expires_at <= utcnow():
             return None
+        self._context = tuple(found[1:])  # account, device, session
         return row
 
     def _revoke_replayed(self, row: AuthorizationCode):
@@ -383,16 +392,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             )
 
     def authenticate_user(self, authorization_code):
+        account, device, session = self._context
+        now = utcnow()
+        # Judged on the rows as loaded, before the claim spends the code.
+        live = is_live(authorization_code, account, device, now=now)
+        session_sid = self._live_sid(authorization_code, account, device, session)
         # Claim the code atomically: of two concurrent redemptions one wins.
-        claimed = db.session.execute(
+        claimed = claim_once(
             update(AuthorizationCode)
             .where(
                 AuthorizationCode.code_hash == authorization_code.code_hash,
                 AuthorizationCode.used_at.is_(None),
             )
             .values(used_at=utcnow())
-        ).rowcount
-        if claimed != 1:
+        )
+        if not claimed:
             db.session.rollback()
             self._revoke_replayed(
                 db.session.get(
@@ -402,14 +416,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 )
             )
             return None
-        account = db.session.get(Account, authorization_code.account_id)
-        if (
-            account is None
-            or account.status != AccountStatus.ACTIVE
-            or account.generation != authorization_code.account_generation
-        ):
+        if not live:
             return None
-        session_sid = self._live_sid(authorization_code, account)
         if session_sid is False:
             return None
         return Subject(
@@ -422,16 +430,20 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             nonce=authorization_code.nonce,
         )
 
-    def _live_sid(self, code: AuthorizationCode, account: Account):
-        """The code's session id if that session is still signed in; None if
-        it ended but the grant may outlive it (offline_access); False if
-        the grant would be bound to a session that has already ended."""
+    def _live_sid(
+        self,
+        code: AuthorizationCode,
+        account: Account,
+        device: Device,
+        session: BrowserSession | None,
+    ):
+        """The code's session id if that session (loaded with the code) is
+        still signed in; None if it ended but the grant may outlive it
+        (offline_access); False if the grant would be bound to a session
+        that has already ended."""
         if not code.session_sid:
             return None
-        session = db.session.execute(
-            select(BrowserSession).where(BrowserSession.sid == code.session_sid)
-        ).scalar_one_or_none()
-        if session_is_live(session, account):
+        if is_live(session, account, device):
             return code.session_sid
         scope = self.request.client.get_allowed_scope(code.scope)
         return False if is_session_bound(code.session_sid, scope) else None

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import OutboxMessage
-from app.models.base import utcnow
+from app.models.base import claim_once, utcnow
 from app.unit_of_work import commit_early
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def _claim(
         # SQLite has no row locks; a compare-and-set on ``attempts`` lets only
         # one of several processes sharing the file take each row.
         for row in db.session.execute(due).all():
-            won = db.session.execute(
+            won = claim_once(
                 update(OutboxMessage)
                 .where(
                     OutboxMessage.id == row.id,
@@ -284,8 +284,8 @@ def _claim(
                 )
                 .values(attempts=row.attempts + 1, next_attempt_at=lease_until)
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            if won == 1:
+            )
+            if won:
                 claimed.append(row)
     commit_early("outbox claim")
     return [

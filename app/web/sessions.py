@@ -3,7 +3,8 @@ decorators that ask for a (fresh) sign-in.
 
 The session cookie holds a random 256-bit id; only its SHA-256 is stored.
 A session is live only while its account is active, its device is not
-signed out and the account's generation has not moved past it.
+signed out and the account's generation has not moved past it
+(app.cutoff.liveness, the rule every artifact is checked against).
 """
 
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from urllib.parse import urlencode, urlparse
 from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
+from app.cutoff.liveness import is_live, with_context
 from app.cutoff.services import end_session
 from app.extensions import db
-from app.models import Account, AccountStatus, BrowserSession, Device, SessionEnd
+from app.models import Account, BrowserSession, Device, SessionEnd
 from app.models.base import utcnow
 from app.models.device import describe_user_agent
 from app.security.opaque_tokens import hash_token, new_token
@@ -91,22 +93,12 @@ def load_current_session() -> CurrentSession | None:
     if not cookie or len(cookie) > 100:
         return None
     row = db.session.execute(
-        select(BrowserSession, Account, Device)
-        .join(Account, Account.id == BrowserSession.account_id)
-        .join(Device, Device.id == BrowserSession.device_id)
-        .where(BrowserSession.id_hash == hash_token(cookie))
+        with_context(BrowserSession).where(BrowserSession.id_hash == hash_token(cookie))
     ).first()
     if row is None:
         return None
     sess, account, device = row
-    now = utcnow()
-    if (
-        sess.ended_at is not None
-        or sess.expires_at <= now
-        or sess.account_generation != account.generation
-        or account.status != AccountStatus.ACTIVE
-        or device.revoked_at is not None
-    ):
+    if not is_live(sess, account, device):
         return None
     g.current = CurrentSession(sess, account, device)
     return g.current

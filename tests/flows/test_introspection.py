@@ -8,6 +8,7 @@ import hmac
 import json
 import secrets
 import time
+from datetime import timedelta
 
 import jwt
 import pytest
@@ -23,6 +24,7 @@ from tests.flows.device_helpers import (
     STRICT,
     assert_inactive,
     device_tokens,
+    grant_of_refresh_token,
     introspect,
     introspection,
     revoke,
@@ -134,6 +136,18 @@ def test_live_refresh_token(app, base_url, issuer, rs, rp, person, tokens):
     assert answer["sub"] == person.id
     assert answer["iss"] == issuer
     assert answer["exp"] > time.time() + 86400
+    # The one place refresh expiry is computed, which rotation obeys too.
+    settings = app.config["LATCHKEY"]
+    with app.app_context():
+        grant = db.session.get(
+            Grant, grant_of_refresh_token(app, tokens["refresh_token"])
+        )
+        expires_at = grant.refresh_expires_at(
+            timedelta(seconds=settings.refresh_token_idle_lifetime),
+            timedelta(seconds=settings.refresh_token_absolute_lifetime),
+        )
+        db.session.remove()
+    assert answer["exp"] == int(expires_at.timestamp())
     assert answer["iat"] <= time.time() + 1
     assert answer["device_id"] == _device_of(app, tokens["access_token"])
     # Asking is not using: the token still refreshes afterwards.

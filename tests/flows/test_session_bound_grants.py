@@ -465,7 +465,7 @@ def test_the_sweep_marks_sessions_cut_off_otherwise_without_telling_again(
 def test_the_account_pages_count_only_live_grants_after_the_session_ends(
     app, base_url, browser, person, app_client, signed_in
 ):
-    """The apps and devices pages apply the one liveness rule (grant_is_live):
+    """The apps and devices pages apply the one liveness rule (app.cutoff.liveness):
     the bound grant is gone with its session, the offline one stays."""
 
     def listed():
