@@ -15,7 +15,7 @@ Every function commits.
 from sqlalchemy import delete, select, update
 
 from app.events.services import EventTag, record_event
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.logout.backchannel import FANOUT, fan_out
 from app.mail.services import queue_email
 from app.models import (
@@ -58,12 +58,14 @@ def _set_status(account: Account, expected: AccountStatus, **values) -> bool:
     # Conditional on the status read, so two operators (or the person and an
     # operator) racing each other change it once.
     return (
-        db.session.execute(
-            update(Account)
-            .where(Account.id == account.id, Account.status == expected)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            db.session.execute(
+                update(Account)
+                .where(Account.id == account.id, Account.status == expected)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
 

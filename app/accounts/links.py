@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.models import Account, AccountLink, AccountStatus
 from app.models.base import utcnow
 from app.security.tokens import hash_token, new_token
@@ -65,12 +65,15 @@ def find_link(token: str, purpose: str) -> tuple[AccountLink, Account] | None:
 def claim_link(link: AccountLink) -> bool:
     """Use the link up; False if another request used it first. No commit."""
     return (
-        db.session.execute(
-            update(AccountLink)
-            .where(
-                AccountLink.token_hash == link.token_hash, AccountLink.used_at.is_(None)
+        rowcount(
+            db.session.execute(
+                update(AccountLink)
+                .where(
+                    AccountLink.token_hash == link.token_hash,
+                    AccountLink.used_at.is_(None),
+                )
+                .values(used_at=utcnow())
             )
-            .values(used_at=utcnow())
-        ).rowcount
+        )
         == 1
     )

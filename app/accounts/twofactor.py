@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, update
 
 from app.events.services import EventTag, record_event
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.mail.services import queue_email
 from app.models import Account, RecoveryCode
 from app.models.base import utcnow
@@ -95,16 +95,18 @@ def enable_totp(totp: TotpService, account: Account, code: str, who: Who) -> lis
         raise WrongCode
     # Conditional on the very secret that was checked and on 2FA still being
     # off, so two tabs (or processes) cannot both enable it.
-    enabled = db.session.execute(
-        update(Account)
-        .where(
-            Account.id == account.id,
-            Account.totp_enabled_at.is_(None),
-            Account.totp_secret_encrypted == blob,
+    enabled = rowcount(
+        db.session.execute(
+            update(Account)
+            .where(
+                Account.id == account.id,
+                Account.totp_enabled_at.is_(None),
+                Account.totp_secret_encrypted == blob,
+            )
+            .values(totp_enabled_at=now, totp_last_step=step)
+            .execution_options(synchronize_session=False)
         )
-        .values(totp_enabled_at=now, totp_last_step=step)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if enabled != 1:
         db.session.rollback()
         raise WrongCode

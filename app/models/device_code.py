@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 
 
@@ -16,7 +16,7 @@ class DeviceCodeStatus:
     USED = "used"
 
 
-class DeviceCode(db.Model):
+class DeviceCode(Model):
     __tablename__ = "device_codes"
 
     # SHA-256 of the 256-bit device_code the client polls with.

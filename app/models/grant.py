@@ -13,11 +13,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, new_id, utcnow
 
 
-class Grant(db.Model):
+class Grant(Model):
     __tablename__ = "grants"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -52,7 +52,7 @@ class Grant(db.Model):
     revoke_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-class RefreshToken(db.Model):
+class RefreshToken(Model):
     __tablename__ = "refresh_tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -63,7 +63,7 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class AuthorizationCode(db.Model):
+class AuthorizationCode(Model):
     __tablename__ = "authorization_codes"
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -93,7 +93,7 @@ class AuthorizationCode(db.Model):
     grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-class Consent(db.Model):
+class Consent(Model):
     """Scopes a person has agreed to give a client; asked again for new ones."""
 
     __tablename__ = "consents"

@@ -2,6 +2,7 @@
 the polling grant at /token, and the approve/deny rules behind /link."""
 
 from datetime import timedelta
+from typing import Any
 
 from authlib.oauth2.rfc6749.errors import (
     AccessDeniedError,
@@ -20,7 +21,7 @@ from authlib.oauth2.rfc8628 import (
 from flask import url_for
 from sqlalchemy import or_, select, update
 
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.models import Account, AccountStatus, Client, Device, DeviceCode
 from app.models.base import utcnow
 from app.models.device_code import DeviceCodeStatus
@@ -124,14 +125,16 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         if row.status == DeviceCodeStatus.PENDING:
             self._check_pace(row, now)
             raise AuthorizationPendingError()
-        claimed = db.session.execute(
-            update(DeviceCode)
-            .where(
-                DeviceCode.device_code_hash == row.device_code_hash,
-                DeviceCode.status == DeviceCodeStatus.APPROVED,
+        claimed = rowcount(
+            db.session.execute(
+                update(DeviceCode)
+                .where(
+                    DeviceCode.device_code_hash == row.device_code_hash,
+                    DeviceCode.status == DeviceCodeStatus.APPROVED,
+                )
+                .values(status=DeviceCodeStatus.USED)
             )
-            .values(status=DeviceCodeStatus.USED)
-        ).rowcount
+        )
         db.session.commit()
         if claimed != 1:
             raise InvalidGrantError("The device code was already used.")
@@ -143,12 +146,13 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
             or account.generation != row.account_generation
             or device is None
             or device.revoked_at is not None
+            or row.auth_time is None  # always set by the approval
         ):
             # Signed out everywhere between approval and this poll.
             raise AccessDeniedError()
         return Subject(
             account=account,
-            device_id=row.device_id,
+            device_id=device.id,
             session_sid=None,
             auth_time=row.auth_time,
             amr=list(row.amr or []),
@@ -161,17 +165,19 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         # a 5 s longer interval. A conditional UPDATE keeps this true when
         # polls race across processes.
         window = now - timedelta(seconds=row.interval)
-        paced = db.session.execute(
-            update(DeviceCode)
-            .where(
-                DeviceCode.device_code_hash == row.device_code_hash,
-                or_(
-                    DeviceCode.last_polled_at.is_(None),
-                    DeviceCode.last_polled_at <= window,
-                ),
+        paced = rowcount(
+            db.session.execute(
+                update(DeviceCode)
+                .where(
+                    DeviceCode.device_code_hash == row.device_code_hash,
+                    or_(
+                        DeviceCode.last_polled_at.is_(None),
+                        DeviceCode.last_polled_at <= window,
+                    ),
+                )
+                .values(last_polled_at=now)
             )
-            .values(last_polled_at=now)
-        ).rowcount
+        )
         if paced != 1:
             db.session.execute(
                 update(DeviceCode)
@@ -241,7 +247,10 @@ def decide(
     device_code, _client = find_pending(user_code)
     now = utcnow()
     device = None
-    values = {"status": DeviceCodeStatus.DENIED, "account_id": account.id}
+    values: dict[str, Any] = {
+        "status": DeviceCodeStatus.DENIED,
+        "account_id": account.id,
+    }
     if approve:
         device = Device(
             account_id=account.id,
@@ -262,14 +271,16 @@ def decide(
             "amr": amr,
             "acr": acr,
         }
-    decided = db.session.execute(
-        update(DeviceCode)
-        .where(
-            DeviceCode.device_code_hash == device_code.device_code_hash,
-            DeviceCode.status == DeviceCodeStatus.PENDING,
+    decided = rowcount(
+        db.session.execute(
+            update(DeviceCode)
+            .where(
+                DeviceCode.device_code_hash == device_code.device_code_hash,
+                DeviceCode.status == DeviceCodeStatus.PENDING,
+            )
+            .values(**values)
         )
-        .values(**values)
-    ).rowcount
+    )
     if decided != 1:
         db.session.rollback()
         raise UnknownUserCode

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 
 from app.events.services import EventTag, record_event
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.models import Account, BrowserSession, Client, Grant, RefreshToken
 from app.models.base import utcnow
 from app.oauth.tokens import Subject
@@ -158,7 +158,7 @@ class RefreshRotation:
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             return False
         db.session.add(
             RefreshToken(

@@ -24,7 +24,7 @@ from flask import request as flask_request
 from sqlalchemy import select, update
 
 from app.events.services import EventTag, record_event
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.metrics import TOKENS_ISSUED
 from app.models import (
     Account,
@@ -188,6 +188,8 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
 def _refused_error_description(exc: ValueError) -> bool:
     """Whether ``exc`` is Authlib's OAuth2Error refusing its description."""
     tb = exc.__traceback__
+    if tb is None:  # never raised, so not refused by Authlib
+        return False
     while tb.tb_next is not None:
         tb = tb.tb_next
     return tb.tb_frame.f_code is OAuth2Error.__init__.__code__
@@ -381,14 +383,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code):
         # Claim the code atomically: of two concurrent redemptions one wins.
-        claimed = db.session.execute(
-            update(AuthorizationCode)
-            .where(
-                AuthorizationCode.code_hash == authorization_code.code_hash,
-                AuthorizationCode.used_at.is_(None),
+        claimed = rowcount(
+            db.session.execute(
+                update(AuthorizationCode)
+                .where(
+                    AuthorizationCode.code_hash == authorization_code.code_hash,
+                    AuthorizationCode.used_at.is_(None),
+                )
+                .values(used_at=utcnow())
             )
-            .values(used_at=utcnow())
-        ).rowcount
+        )
         if claimed != 1:
             db.session.rollback()
             self._revoke_replayed(

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, delete, select, update
 
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.logout.backchannel import (
     queue_logout_for_account,
     queue_logout_for_device,
@@ -102,7 +102,7 @@ def revoke_grant(grant_id: str, reason: str) -> bool:
         .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoke_reason=reason)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return False
     queue_logout_for_grant(grant_id)
     return True
@@ -149,12 +149,16 @@ def end_expired_sessions(now: datetime, limit: int) -> list[BrowserSession]:
         )
         cause = SessionEnd.EXPIRED if live else SessionEnd.ACCOUNT_SIGNED_OUT
         # Conditional on ended_at, so two sweeping workers end it once.
-        ended = db.session.execute(
-            update(BrowserSession)
-            .where(BrowserSession.sid == session.sid, BrowserSession.ended_at.is_(None))
-            .values(ended_at=session.expires_at, end_cause=cause)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        ended = rowcount(
+            db.session.execute(
+                update(BrowserSession)
+                .where(
+                    BrowserSession.sid == session.sid, BrowserSession.ended_at.is_(None)
+                )
+                .values(ended_at=session.expires_at, end_cause=cause)
+                .execution_options(synchronize_session=False)
+            )
+        )
         if ended == 1 and live:
             queue_logout_for_session(session.sid, session.account_id)
             expired.append(session)
@@ -174,7 +178,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
         )
         .values(revoked_at=now)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return False
     db.session.execute(
         update(BrowserSession)
@@ -217,7 +221,7 @@ def sign_out_everyone() -> int:
         .execution_options(synchronize_session=False)
     )
     queue_logout_for_everyone()
-    return result.rowcount
+    return rowcount(result)
 
 
 def revoke_client_access(account_id: str, client_id: str) -> int:

@@ -14,7 +14,7 @@ import pyotp
 import segno
 from sqlalchemy import delete, or_, select, update
 
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.models import Account, RecoveryCode
 from app.models.base import utcnow
 from app.security.crypto import KeyEncryption
@@ -79,15 +79,19 @@ class TotpService:
         )
         if step is None:
             return False
-        burned = db.session.execute(
-            update(Account)
-            .where(
-                Account.id == account.id,
-                or_(Account.totp_last_step.is_(None), Account.totp_last_step < step),
+        burned = rowcount(
+            db.session.execute(
+                update(Account)
+                .where(
+                    Account.id == account.id,
+                    or_(
+                        Account.totp_last_step.is_(None), Account.totp_last_step < step
+                    ),
+                )
+                .values(totp_last_step=step)
+                .execution_options(synchronize_session=False)
             )
-            .values(totp_last_step=step)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         return burned == 1
 
 
@@ -125,11 +129,13 @@ def use_recovery_code(account: Account, code: str) -> bool:
     ).scalar_one_or_none()
     if row is None:
         return False
-    spent = db.session.execute(
-        update(RecoveryCode)
-        .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
-        .values(used_at=utcnow())
-    ).rowcount
+    spent = rowcount(
+        db.session.execute(
+            update(RecoveryCode)
+            .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+    )
     return spent == 1
 
 
