@@ -42,7 +42,7 @@ ProductionRule = Callable[[str, Any], str | None]
 
 
 def _text(variable: str, raw: str) -> str:
-    return raw  # a blank string is a value: an empty rate limit is "off"
+    return raw  # blank is a value here (an empty sender), not the default
 
 
 def _whole(low: int = 0, high: int | None = None) -> Parser:
