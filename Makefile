@@ -47,10 +47,13 @@ run: $(BIN)/flask
 	$(BIN)/flask dev-setup
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
+## Drift checks too: types (mypy, non-strict) and models vs migrations.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
+	BIN=$(BIN) bash scripts/check-migrations.sh
 	$(BIN)/hadolint Dockerfile
 	$(LINT_VENV)/bin/kubernetes-validate --strict --quiet \
 		$(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))

@@ -45,7 +45,8 @@ def create_app(config: dict | None = None) -> UnitOfWorkFlask:
     if settings.trusted_proxies:
         # Behind a load balancer the client's address is in X-Forwarded-For;
         # trust exactly as many hops as the operator says, no more.
-        app.wsgi_app = ProxyFix(
+        # Flask's documented way to add WSGI middleware replaces the method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app,
             x_for=settings.trusted_proxies,
             x_proto=settings.trusted_proxies,

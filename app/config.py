@@ -1,4 +1,11 @@
-"""Settings from LATCHKEY_* environment variables, checked at start-up."""
+"""Settings from LATCHKEY_* environment variables, checked at start-up.
+
+Each setting is declared once, as a field of ``Settings`` made by
+``setting()``: its environment variable, parser, default, a one-line
+description, a different default in some modes and what production demands
+of it. ``load_settings`` loops over that table (``SETTINGS``); the README's
+table is checked against it (tests/test_config.py).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ import base64
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from app.models.key import DEFAULT_ALG, SUPPORTED_ALGS
@@ -18,40 +27,157 @@ DEV_SECRET_MARKER = "dev-"
 MAX_REFRESH_GRACE_SECONDS = 60
 # How long relying parties may cache the JWKS (Cache-Control max-age).
 JWKS_MAX_AGE = 60
+MODES = ("development", "production", "testing")
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or unsafe; the message names it."""
 
 
-def _int(env, name, default):
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
+# A parser turns one variable's raw text into its value, raises ConfigError
+# naming the variable, or returns None: blank, the default applies.
+Parser = Callable[[str, str], Any]
+# A production rule returns what is wrong with a value, or None.
+ProductionRule = Callable[[str, Any], str | None]
+
+
+def _text(variable: str, raw: str) -> str:
+    return raw  # blank is a value here (an empty sender), not the default
+
+
+def _whole(low: int = 0, high: int | None = None) -> Parser:
+    """A whole number from ``low`` to ``high``; blank means the default."""
+
+    def parse(variable: str, raw: str) -> int | None:
+        if raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{variable} must be a whole number, got {raw!r}"
+            ) from exc
+        if value < 0:  # every setting is a count, a size or a number of seconds
+            raise ConfigError(f"{variable} must not be negative, got {raw!r}")
+        if value < low and high is None:
+            raise ConfigError(f"{variable} must be at least {low}, got {raw!r}")
+        if value < low or (high is not None and value > high):
+            raise ConfigError(f"{variable} must be {low} to {high}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _seconds(variable: str, raw: str) -> float | None:
+    """A number of seconds, fractions allowed; blank means the default."""
+    if raw == "":
+        return None
     try:
-        value = int(raw)
+        value = float(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
-    if value < 0:  # every setting is a count, a size or a number of seconds
-        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+        raise ConfigError(f"{variable} must be a number, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{variable} must not be negative, got {raw!r}")
     return value
 
 
-def _float(env, name, default):
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _bool(env, name, default):
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
+def _bool(variable: str, raw: str) -> bool | None:
+    if raw == "":
+        return None
     return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _one_of(*choices: str, fold_case: bool = False) -> Parser:
+    """One of ``choices`` (compared in lower case when ``fold_case``)."""
+    listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+    def parse(variable: str, raw: str) -> str:
+        value = raw.lower() if fold_case else raw
+        if value not in choices:
+            raise ConfigError(f"{variable} must be {listed}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _issuer(variable: str, raw: str) -> str:
+    issuer = raw.rstrip("/")
+    problem = issuer_problem(issuer)
+    if problem:
+        raise ConfigError(f"{variable} {problem}, got {issuer!r}")
+    return issuer
+
+
+def _identifier(variable: str, raw: str) -> str:
+    if not raw.isidentifier():
+        raise ConfigError(f"{variable} must be letters, digits or _")
+    return raw
+
+
+def _required(variable: str, value: Any) -> str | None:
+    return None if value else f"{variable} is missing"
+
+
+def _real_secret(variable: str, value: str) -> str | None:
+    if not value or value.startswith(DEV_SECRET_MARKER):
+        return f"{variable} is missing or a development value"
+    if len(value) < 32:
+        return f"{variable} must be at least 32 characters"
+    return None
+
+
+def _https(variable: str, value: str) -> str | None:
+    issuer = urlparse(value)
+    if issuer.scheme != "https" and issuer.hostname not in ("localhost", "127.0.0.1"):
+        return f"{variable} must use https, got {value!r}"
+    return None
+
+
+def _off(variable: str, value: bool) -> str | None:
+    return f"{variable} cannot be on in production" if value else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: where a value comes from and its rules.
+
+    ``default`` applies when the variable is unset (or blank, for numbers and
+    switches) unless ``by_mode`` names another default for LATCHKEY_ENV;
+    ``production`` says what is wrong with the value in production, if
+    anything.
+    """
+
+    variable: str
+    parse: Parser
+    default: Any
+    description: str
+    by_mode: Mapping[str, Any] = field(default_factory=dict)
+    production: ProductionRule | None = None
+    attribute: str = ""  # the Settings field; filled in from the class
+
+    def default_in(self, mode: str) -> Any:
+        return self.by_mode.get(mode, self.default)
+
+    def read(self, env: Mapping[str, str], mode: str) -> Any:
+        """The value ``env`` gives this setting in ``mode``; raises
+        ConfigError naming the variable when it cannot be parsed."""
+        raw = env.get(self.variable)
+        value = None if raw is None else self.parse(self.variable, raw)
+        return self.default_in(mode) if value is None else value
+
+
+def setting(
+    variable: str,
+    parse: Parser,
+    default: Any,
+    description: str,
+    *,
+    by_mode: Mapping[str, Any] | None = None,
+    production: ProductionRule | None = None,
+) -> Any:
+    """A ``Settings`` field read from ``variable`` (see ``Setting``)."""
+    row = Setting(variable, parse, default, description, by_mode or {}, production)
+    return field(default=default, metadata={"setting": row})
 
 
 # name -> default; each read from LATCHKEY_RATELIMIT_<NAME>.
@@ -70,12 +196,16 @@ RATE_LIMITS = {
 }
 
 
-def _rate_limits(env) -> dict:
+def _rate_limit_variable(name: str) -> str:
+    return f"LATCHKEY_RATELIMIT_{name.upper()}"
+
+
+def _rate_limits(env: Mapping[str, str]) -> dict[str, str]:
     from limits import parse_many
 
     limits = {}
     for name, default in RATE_LIMITS.items():
-        variable = f"LATCHKEY_RATELIMIT_{name.upper()}"
+        variable = _rate_limit_variable(name)
         value = env.get(variable, default).strip()
         try:
             if value:
@@ -90,96 +220,263 @@ def _rate_limits(env) -> dict:
 
 @dataclass
 class Settings:
-    """Every setting Latchkey reads, with its environment variable."""
+    """Every setting Latchkey reads: the settings table, one field a row."""
 
-    env: str = "development"  # LATCHKEY_ENV: development | production | testing
-    issuer: str = "http://127.0.0.1:5000"  # LATCHKEY_ISSUER
-    database_url: str = ""  # LATCHKEY_DATABASE_URL
-    secret_key: str = ""  # LATCHKEY_SECRET_KEY
-    key_encryption_key: str = ""  # LATCHKEY_KEY_ENCRYPTION_KEY (base64, 32 bytes)
-    redis_url: str = ""  # LATCHKEY_REDIS_URL
-    access_token_lifetime: int = 600  # LATCHKEY_ACCESS_TOKEN_LIFETIME (s, <= 600)
-    id_token_lifetime: int = 600  # LATCHKEY_ID_TOKEN_LIFETIME
+    env: str = setting(
+        "LATCHKEY_ENV",
+        _one_of(*MODES),
+        "development",
+        "development, production or testing",
+    )
+    issuer: str = setting(
+        "LATCHKEY_ISSUER",
+        _issuer,
+        "http://127.0.0.1:5000",
+        "the issuer URL (RFC 8414 §2), trailing slash dropped",
+        production=_https,
+    )
+    database_url: str = setting(
+        "LATCHKEY_DATABASE_URL",
+        _text,
+        "",
+        "SQLAlchemy URL; SQLite under instance/ in development",
+        production=_required,
+    )
+    secret_key: str = setting(
+        "LATCHKEY_SECRET_KEY",
+        _text,
+        "",
+        "Flask secret (CSRF); generated into instance/ in development",
+        production=_real_secret,
+    )
+    key_encryption_key: str = setting(
+        "LATCHKEY_KEY_ENCRYPTION_KEY",
+        _text,
+        "",
+        "32 bytes, base64; generated into instance/ in development",
+        production=_required,
+    )
+    redis_url: str = setting(
+        "LATCHKEY_REDIS_URL", _text, "", "rate-limit storage shared by every process"
+    )
+    access_token_lifetime: int = setting(
+        "LATCHKEY_ACCESS_TOKEN_LIFETIME", _whole(1, 600), 600, "seconds, at most 600"
+    )
+    id_token_lifetime: int = setting(
+        "LATCHKEY_ID_TOKEN_LIFETIME", _whole(), 600, "seconds"
+    )
     # RFC 9068 §2.1: every resource server supports RS256; ES256 is smaller
     # and faster to sign, for resource servers that accept it.
-    access_token_alg: str = DEFAULT_ALG  # LATCHKEY_ACCESS_TOKEN_ALG: RS256 | ES256
-    authorization_code_lifetime: int = 60  # LATCHKEY_AUTHORIZATION_CODE_LIFETIME
-    refresh_token_idle_lifetime: int = 30 * 86400  # LATCHKEY_REFRESH_IDLE_LIFETIME
-    refresh_token_absolute_lifetime: int = 90 * 86400  # LATCHKEY_REFRESH_ABSOLUTE_...
+    access_token_alg: str = setting(
+        "LATCHKEY_ACCESS_TOKEN_ALG",
+        _one_of(*SUPPORTED_ALGS),
+        DEFAULT_ALG,
+        "the access tokens' signature algorithm",
+    )
+    authorization_code_lifetime: int = setting(
+        "LATCHKEY_AUTHORIZATION_CODE_LIFETIME", _whole(), 60, "seconds"
+    )
+    refresh_token_idle_lifetime: int = setting(
+        "LATCHKEY_REFRESH_IDLE_LIFETIME", _whole(), 30 * 86400, "seconds unused"
+    )
+    refresh_token_absolute_lifetime: int = setting(
+        "LATCHKEY_REFRESH_ABSOLUTE_LIFETIME", _whole(), 90 * 86400, "seconds in all"
+    )
     # Default retry window of clients that set none (flask clients create/
     # update --refresh-grace-seconds); 0, as in Okta, Auth0, Hydra and
     # oidc-provider: a rotated-out refresh token coming back is reuse.
-    refresh_grace_seconds: int = 0  # LATCHKEY_REFRESH_GRACE_SECONDS
-    session_lifetime: int = 14 * 86400  # LATCHKEY_SESSION_LIFETIME
-    signing_key_overlap: int = 7 * 86400  # LATCHKEY_SIGNING_KEY_OVERLAP
+    refresh_grace_seconds: int = setting(
+        "LATCHKEY_REFRESH_GRACE_SECONDS",
+        _whole(0, MAX_REFRESH_GRACE_SECONDS),
+        0,
+        "retry window of a rotated-out refresh token, seconds",
+    )
+    session_lifetime: int = setting(
+        "LATCHKEY_SESSION_LIFETIME", _whole(), 14 * 86400, "browser session, seconds"
+    )
+    signing_key_overlap: int = setting(
+        "LATCHKEY_SIGNING_KEY_OVERLAP",
+        _whole(),
+        7 * 86400,
+        "seconds a rotated-out key stays in the JWKS",
+    )
     # A rotated key is in the JWKS this long before it signs: longer than the
     # check interval plus JWKS_MAX_AGE (app/keys/ring.py).
-    signing_key_prepublish: int = 120  # LATCHKEY_SIGNING_KEY_PREPUBLISH (s)
+    signing_key_prepublish: int = setting(
+        "LATCHKEY_SIGNING_KEY_PREPUBLISH",
+        _whole(),
+        120,
+        "seconds a rotated-in key is published before it signs",
+    )
     # How often a process reads the key ring's version (seconds, may be 0.5).
-    signing_key_check: float = 5.0  # LATCHKEY_SIGNING_KEY_CHECK_SECONDS
+    signing_key_check: float = setting(
+        "LATCHKEY_SIGNING_KEY_CHECK_SECONDS",
+        _seconds,
+        5.0,
+        "how often each process reads the key ring's version",
+    )
     # Retention (app/maintenance/retention.py): how long dead rows are kept
     # before `flask maintenance purge` deletes them.
-    retention_days: int = 30  # LATCHKEY_RETENTION_DAYS
-    event_retention_days: int = 365  # LATCHKEY_EVENT_RETENTION_DAYS
+    retention_days: int = setting(
+        "LATCHKEY_RETENTION_DAYS", _whole(1), 30, "days dead rows are kept"
+    )
+    event_retention_days: int = setting(
+        "LATCHKEY_EVENT_RETENTION_DAYS", _whole(1), 365, "days events are kept"
+    )
     # Rotated-out refresh tokens of live grants, kept for reuse detection.
-    retention_rotated_refresh_hours: int = (
-        24  # LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS
+    retention_rotated_refresh_hours: int = setting(
+        "LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS",
+        _whole(1),
+        24,
+        "hours rotated-out refresh tokens of live grants are kept",
     )
     # /metrics asks for "Authorization: Bearer <this>" when it is set.
-    metrics_token: str = ""  # LATCHKEY_METRICS_TOKEN
+    metrics_token: str = setting(
+        "LATCHKEY_METRICS_TOKEN", _text, "", "bearer token /metrics asks for"
+    )
     # Production needs Redis for rate limits unless this says, explicitly,
     # that each process may count on its own.
-    ratelimit_per_process: bool = False  # LATCHKEY_RATELIMIT_PER_PROCESS
-    password_time_cost: int = 2  # LATCHKEY_PASSWORD_TIME_COST
-    password_memory_kib: int = 19 * 1024  # LATCHKEY_PASSWORD_MEMORY_KIB
-    password_parallelism: int = 1  # LATCHKEY_PASSWORD_PARALLELISM
-    max_body_bytes: int = 64 * 1024  # LATCHKEY_MAX_BODY_BYTES
-    demo_data: bool = True  # LATCHKEY_DEMO_DATA (development only)
-    reauth_max_age: int = 300  # LATCHKEY_REAUTH_MAX_AGE (s) before sign-out-all
-    ratelimit_prefix: str = "latchkey"  # LATCHKEY_RATELIMIT_PREFIX
+    ratelimit_per_process: bool = setting(
+        "LATCHKEY_RATELIMIT_PER_PROCESS",
+        _bool,
+        False,
+        "each process may count rate limits on its own",
+    )
+    password_time_cost: int = setting(
+        "LATCHKEY_PASSWORD_TIME_COST", _whole(), 2, "argon2id passes"
+    )
+    password_memory_kib: int = setting(
+        "LATCHKEY_PASSWORD_MEMORY_KIB", _whole(), 19 * 1024, "argon2id memory, KiB"
+    )
+    password_parallelism: int = setting(
+        "LATCHKEY_PASSWORD_PARALLELISM", _whole(), 1, "argon2id lanes"
+    )
+    max_body_bytes: int = setting(
+        "LATCHKEY_MAX_BODY_BYTES", _whole(), 64 * 1024, "larger bodies get 413"
+    )
+    demo_data: bool = setting(
+        "LATCHKEY_DEMO_DATA",
+        _bool,
+        True,
+        "the demo relying party and its client",
+        by_mode={"production": False, "testing": False},
+        production=_off,
+    )
+    reauth_max_age: int = setting(
+        "LATCHKEY_REAUTH_MAX_AGE",
+        _whole(),
+        300,
+        "seconds a sign-in counts as fresh for sensitive changes",
+    )
+    ratelimit_prefix: str = setting(
+        "LATCHKEY_RATELIMIT_PREFIX", _text, "latchkey", "key prefix in Redis"
+    )
     # Rate limits (app/web/ratelimits.py), in Flask-Limiter's notation
     # ("10/10 minutes;100/day"); an empty value turns one limit off,
     # LATCHKEY_RATELIMIT_ENABLED=false all of them. Sign-in and 2FA limits
     # count failed attempts only; windows are minutes, so an attacker can
     # slow an account down but never lock its owner out for long.
-    ratelimit_enabled: bool = True  # LATCHKEY_RATELIMIT_ENABLED
-    ratelimit_limits: dict = field(default_factory=lambda: dict(RATE_LIMITS))
+    ratelimit_enabled: bool = setting(
+        "LATCHKEY_RATELIMIT_ENABLED", _bool, True, "false turns every limit off"
+    )
+    # One LATCHKEY_RATELIMIT_<NAME> each, from the RATE_LIMITS table.
+    ratelimit_limits: dict[str, str] = field(default_factory=lambda: dict(RATE_LIMITS))
     # Process the outbox in a thread of `flask run` (production runs
     # `flask outbox run` as its own process).
-    outbox_thread: bool = False  # LATCHKEY_OUTBOX_THREAD (on in development)
+    outbox_thread: bool = setting(
+        "LATCHKEY_OUTBOX_THREAD",
+        _bool,
+        False,
+        "process the outbox in a thread of the web process",
+        by_mode={"development": True},
+    )
     # Cookies are per host, not per port: two providers on one host (an
     # upstream and a downstream) need different names.
-    cookie_prefix: str = "lk"  # LATCHKEY_COOKIE_PREFIX
+    cookie_prefix: str = setting(
+        "LATCHKEY_COOKIE_PREFIX", _identifier, "lk", "cookie names' prefix"
+    )
     # SQLite only. "full" syncs the write-ahead log to disk on every commit,
     # so a power cut loses nothing committed, but writers queue behind one
     # fsync each (bench/README.md: refresh and revocation). "normal" syncs
     # at checkpoints: a crash of the process still loses nothing, a power
     # cut or OS crash may lose the last commits (a revocation or rotation).
-    sqlite_synchronous: str = "full"  # LATCHKEY_SQLITE_SYNCHRONOUS
+    sqlite_synchronous: str = setting(
+        "LATCHKEY_SQLITE_SYNCHRONOUS",
+        _one_of("full", "normal", fold_case=True),
+        "full",
+        "SQLite's synchronous pragma",
+    )
     # PostgreSQL connection pool of each process (SQLAlchemy QueuePool);
     # docs/PRODUCTION.md "Connections: the arithmetic". SQLite keeps
-    # SQLAlchemy's own pool for files and ignores these.
-    db_pool_size: int = 10  # LATCHKEY_DB_POOL_SIZE
-    db_max_overflow: int = 10  # LATCHKEY_DB_MAX_OVERFLOW
-    db_pool_timeout: int = 30  # LATCHKEY_DB_POOL_TIMEOUT (s to wait for one)
+    # SQLAlchemy's own pool for files and ignores these. A pool size of 0
+    # would be SQLAlchemy's "no limit", which breaks that arithmetic.
+    db_pool_size: int = setting(
+        "LATCHKEY_DB_POOL_SIZE", _whole(1), 10, "connections each process keeps"
+    )
+    db_max_overflow: int = setting(
+        "LATCHKEY_DB_MAX_OVERFLOW", _whole(), 10, "more connections under load"
+    )
+    db_pool_timeout: int = setting(
+        "LATCHKEY_DB_POOL_TIMEOUT", _whole(), 30, "seconds to wait for a connection"
+    )
     # JSON lines for a log collector, or text for a person at a terminal.
-    log_format: str = "text"  # LATCHKEY_LOG_FORMAT: json | text (json in production)
-    trusted_proxies: int = 0  # LATCHKEY_TRUSTED_PROXIES (hops setting X-Forwarded-For)
-    providers_file: str = ""  # LATCHKEY_PROVIDERS_FILE (TOML or JSON)
-    mail_backend: str = "files"  # LATCHKEY_MAIL_BACKEND: files | smtp
-    mail_dir: str = ""  # LATCHKEY_MAIL_DIR (files backend; default instance/mail)
-    mail_from: str = "Latchkey <no-reply@localhost>"  # LATCHKEY_MAIL_FROM
-    smtp_host: str = "127.0.0.1"  # LATCHKEY_SMTP_HOST
-    smtp_port: int = 25  # LATCHKEY_SMTP_PORT
-    smtp_security: str = "none"  # LATCHKEY_SMTP_SECURITY: none | starttls | tls
-    smtp_user: str = ""  # LATCHKEY_SMTP_USER
-    smtp_password: str = ""  # LATCHKEY_SMTP_PASSWORD
-    signup_enabled: bool = True  # LATCHKEY_SIGNUP (default on in development only)
-    password_min_length: int = 8  # LATCHKEY_PASSWORD_MIN_LENGTH
-    password_min_score: int = 3  # LATCHKEY_PASSWORD_MIN_SCORE (zxcvbn 0-4)
-    reset_link_lifetime: int = 1800  # LATCHKEY_RESET_LINK_LIFETIME (s)
+    log_format: str = setting(
+        "LATCHKEY_LOG_FORMAT",
+        _one_of("json", "text", fold_case=True),
+        "text",
+        "log records on stderr",
+        by_mode={"production": "json"},
+    )
+    trusted_proxies: int = setting(
+        "LATCHKEY_TRUSTED_PROXIES",
+        _whole(0, 5),
+        0,
+        "proxies in front that set X-Forwarded-For",
+    )
+    providers_file: str = setting(
+        "LATCHKEY_PROVIDERS_FILE", _text, "", "upstream providers (TOML or JSON)"
+    )
+    mail_backend: str = setting(
+        "LATCHKEY_MAIL_BACKEND",
+        _one_of("files", "smtp"),
+        "files",
+        "where email goes",
+        by_mode={"production": "smtp"},
+    )
+    mail_dir: str = setting(
+        "LATCHKEY_MAIL_DIR", _text, "", "the files backend's folder (instance/mail)"
+    )
+    mail_from: str = setting(
+        "LATCHKEY_MAIL_FROM", _text, "Latchkey <no-reply@localhost>", "sender"
+    )
+    smtp_host: str = setting("LATCHKEY_SMTP_HOST", _text, "127.0.0.1", "SMTP host")
+    smtp_port: int = setting("LATCHKEY_SMTP_PORT", _whole(), 25, "SMTP port")
+    smtp_security: str = setting(
+        "LATCHKEY_SMTP_SECURITY",
+        _one_of("none", "starttls", "tls"),
+        "none",
+        "SMTP transport security",
+    )
+    smtp_user: str = setting("LATCHKEY_SMTP_USER", _text, "", "SMTP user")
+    smtp_password: str = setting("LATCHKEY_SMTP_PASSWORD", _text, "", "SMTP password")
+    signup_enabled: bool = setting(
+        "LATCHKEY_SIGNUP",
+        _bool,
+        True,
+        "self-service sign-up",
+        by_mode={"production": False},
+    )
+    password_min_length: int = setting(
+        "LATCHKEY_PASSWORD_MIN_LENGTH", _whole(), 8, "characters"
+    )
+    password_min_score: int = setting(
+        "LATCHKEY_PASSWORD_MIN_SCORE", _whole(), 3, "zxcvbn score, 0 to 4"
+    )
+    reset_link_lifetime: int = setting(
+        "LATCHKEY_RESET_LINK_LIFETIME", _whole(), 1800, "seconds"
+    )
     # LATCHKEY_PROVIDER_* variables, where provider client secrets are read.
-    provider_env: dict = field(default_factory=dict)
+    provider_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
@@ -203,132 +500,40 @@ class Settings:
         return raw
 
 
-def load_settings(env=None, instance_path: str | None = None) -> Settings:
+# The settings table, in declaration order.
+SETTINGS: tuple[Setting, ...] = tuple(
+    replace(f.metadata["setting"], attribute=f.name)
+    for f in fields(Settings)
+    if "setting" in f.metadata
+)
+
+
+def variables() -> dict[str, Any]:
+    """Every LATCHKEY_* variable ``load_settings`` reads, with its default
+    outside any mode's own (LATCHKEY_PROVIDER_* secrets aside)."""
+    table = {row.variable: row.default for row in SETTINGS}
+    table.update({_rate_limit_variable(n): d for n, d in RATE_LIMITS.items()})
+    return table
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, instance_path: str | None = None
+) -> Settings:
     """Read settings from ``env`` (default: os.environ) and check them.
 
     Development fills in missing secrets from a file under ``instance/`` so the
     trial needs no set-up; production raises ConfigError naming the setting.
     """
     env = dict(os.environ if env is None else env)
-    mode = env.get("LATCHKEY_ENV", "development")
-    if mode not in ("development", "production", "testing"):
-        raise ConfigError(
-            f"LATCHKEY_ENV must be development, production or testing, got {mode!r}"
-        )
-    s = Settings(env=mode)
-    s.issuer = env.get("LATCHKEY_ISSUER", s.issuer).rstrip("/")
-    s.database_url = env.get("LATCHKEY_DATABASE_URL", "")
-    s.secret_key = env.get("LATCHKEY_SECRET_KEY", "")
-    s.key_encryption_key = env.get("LATCHKEY_KEY_ENCRYPTION_KEY", "")
-    s.redis_url = env.get("LATCHKEY_REDIS_URL", "")
-    s.access_token_lifetime = _int(env, "LATCHKEY_ACCESS_TOKEN_LIFETIME", 600)
-    s.id_token_lifetime = _int(env, "LATCHKEY_ID_TOKEN_LIFETIME", 600)
-    s.access_token_alg = env.get("LATCHKEY_ACCESS_TOKEN_ALG", DEFAULT_ALG)
-    if s.access_token_alg not in SUPPORTED_ALGS:
-        raise ConfigError(
-            f"LATCHKEY_ACCESS_TOKEN_ALG must be one of {', '.join(SUPPORTED_ALGS)}"
-        )
-    s.authorization_code_lifetime = _int(
-        env, "LATCHKEY_AUTHORIZATION_CODE_LIFETIME", 60
+    # LATCHKEY_ENV first: it picks the defaults of the others.
+    mode = next(row for row in SETTINGS if row.attribute == "env").read(
+        env, "development"
     )
-    s.refresh_token_idle_lifetime = _int(
-        env, "LATCHKEY_REFRESH_IDLE_LIFETIME", s.refresh_token_idle_lifetime
-    )
-    s.refresh_token_absolute_lifetime = _int(
-        env, "LATCHKEY_REFRESH_ABSOLUTE_LIFETIME", s.refresh_token_absolute_lifetime
-    )
-    s.refresh_grace_seconds = _int(env, "LATCHKEY_REFRESH_GRACE_SECONDS", 0)
-    if not 0 <= s.refresh_grace_seconds <= MAX_REFRESH_GRACE_SECONDS:
-        raise ConfigError(
-            "LATCHKEY_REFRESH_GRACE_SECONDS must be 0 to "
-            f"{MAX_REFRESH_GRACE_SECONDS} seconds"
-        )
-    s.session_lifetime = _int(env, "LATCHKEY_SESSION_LIFETIME", s.session_lifetime)
-    s.signing_key_overlap = _int(
-        env, "LATCHKEY_SIGNING_KEY_OVERLAP", s.signing_key_overlap
-    )
-    s.signing_key_prepublish = _int(
-        env, "LATCHKEY_SIGNING_KEY_PREPUBLISH", s.signing_key_prepublish
-    )
-    s.signing_key_check = _float(
-        env, "LATCHKEY_SIGNING_KEY_CHECK_SECONDS", s.signing_key_check
-    )
-    if s.signing_key_check < 0 or s.signing_key_prepublish < 0:
-        raise ConfigError("LATCHKEY_SIGNING_KEY_* must not be negative")
-    s.retention_days = _int(env, "LATCHKEY_RETENTION_DAYS", s.retention_days)
-    s.event_retention_days = _int(
-        env, "LATCHKEY_EVENT_RETENTION_DAYS", s.event_retention_days
-    )
-    s.retention_rotated_refresh_hours = _int(
-        env,
-        "LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS",
-        s.retention_rotated_refresh_hours,
-    )
-    if min(s.retention_days, s.event_retention_days) < 1:
-        raise ConfigError("LATCHKEY_RETENTION_DAYS / _EVENT_ must be at least 1")
-    if s.retention_rotated_refresh_hours < 1:
-        raise ConfigError("LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS must be >= 1")
-    s.metrics_token = env.get("LATCHKEY_METRICS_TOKEN", "")
-    s.ratelimit_per_process = _bool(env, "LATCHKEY_RATELIMIT_PER_PROCESS", False)
-    s.password_time_cost = _int(env, "LATCHKEY_PASSWORD_TIME_COST", 2)
-    s.password_memory_kib = _int(env, "LATCHKEY_PASSWORD_MEMORY_KIB", 19 * 1024)
-    s.password_parallelism = _int(env, "LATCHKEY_PASSWORD_PARALLELISM", 1)
-    s.max_body_bytes = _int(env, "LATCHKEY_MAX_BODY_BYTES", 64 * 1024)
-    s.demo_data = _bool(env, "LATCHKEY_DEMO_DATA", mode == "development")
-    s.reauth_max_age = _int(env, "LATCHKEY_REAUTH_MAX_AGE", 300)
-    s.ratelimit_prefix = env.get("LATCHKEY_RATELIMIT_PREFIX", "latchkey")
-    s.ratelimit_enabled = _bool(env, "LATCHKEY_RATELIMIT_ENABLED", True)
+    s = Settings(**{row.attribute: row.read(env, mode) for row in SETTINGS})
     s.ratelimit_limits = _rate_limits(env)
-    s.outbox_thread = _bool(env, "LATCHKEY_OUTBOX_THREAD", mode == "development")
-    s.cookie_prefix = env.get("LATCHKEY_COOKIE_PREFIX", "lk")
-    s.sqlite_synchronous = env.get("LATCHKEY_SQLITE_SYNCHRONOUS", "full").lower()
-    if s.sqlite_synchronous not in ("full", "normal"):
-        raise ConfigError("LATCHKEY_SQLITE_SYNCHRONOUS must be full or normal")
-    s.db_pool_size = _int(env, "LATCHKEY_DB_POOL_SIZE", s.db_pool_size)
-    s.db_max_overflow = _int(env, "LATCHKEY_DB_MAX_OVERFLOW", s.db_max_overflow)
-    s.db_pool_timeout = _int(env, "LATCHKEY_DB_POOL_TIMEOUT", s.db_pool_timeout)
-    if s.db_pool_size < 1:
-        # SQLAlchemy reads pool_size 0 as "no limit", which would break the
-        # connection arithmetic this setting exists for.
-        raise ConfigError("LATCHKEY_DB_POOL_SIZE must be at least 1")
-    s.log_format = env.get(
-        "LATCHKEY_LOG_FORMAT", "json" if mode == "production" else "text"
-    ).lower()
-    if s.log_format not in ("json", "text"):
-        raise ConfigError("LATCHKEY_LOG_FORMAT must be json or text")
-    s.trusted_proxies = _int(env, "LATCHKEY_TRUSTED_PROXIES", 0)
-    if not 0 <= s.trusted_proxies <= 5:
-        raise ConfigError("LATCHKEY_TRUSTED_PROXIES must be 0 to 5")
-    if not s.cookie_prefix.isidentifier():
-        raise ConfigError("LATCHKEY_COOKIE_PREFIX must be letters, digits or _")
-    s.providers_file = env.get("LATCHKEY_PROVIDERS_FILE", "")
-    s.mail_backend = env.get(
-        "LATCHKEY_MAIL_BACKEND", "smtp" if mode == "production" else "files"
-    )
-    if s.mail_backend not in ("files", "smtp"):
-        raise ConfigError("LATCHKEY_MAIL_BACKEND must be files or smtp")
-    s.mail_dir = env.get("LATCHKEY_MAIL_DIR", "")
-    s.mail_from = env.get("LATCHKEY_MAIL_FROM", s.mail_from)
-    s.smtp_host = env.get("LATCHKEY_SMTP_HOST", s.smtp_host)
-    s.smtp_port = _int(env, "LATCHKEY_SMTP_PORT", 25)
-    s.smtp_security = env.get("LATCHKEY_SMTP_SECURITY", "none")
-    if s.smtp_security not in ("none", "starttls", "tls"):
-        raise ConfigError("LATCHKEY_SMTP_SECURITY must be none, starttls or tls")
-    s.smtp_user = env.get("LATCHKEY_SMTP_USER", "")
-    s.smtp_password = env.get("LATCHKEY_SMTP_PASSWORD", "")
-    s.signup_enabled = _bool(env, "LATCHKEY_SIGNUP", mode != "production")
-    s.password_min_length = _int(env, "LATCHKEY_PASSWORD_MIN_LENGTH", 8)
-    s.password_min_score = _int(env, "LATCHKEY_PASSWORD_MIN_SCORE", 3)
-    s.reset_link_lifetime = _int(env, "LATCHKEY_RESET_LINK_LIFETIME", 1800)
     s.provider_env = {
         k: v for k, v in env.items() if k.startswith("LATCHKEY_PROVIDER_")
     }
-
-    if s.access_token_lifetime <= 0 or s.access_token_lifetime > 600:
-        raise ConfigError("LATCHKEY_ACCESS_TOKEN_LIFETIME must be 1..600 seconds")
-    problem = issuer_problem(s.issuer)
-    if problem:
-        raise ConfigError(f"LATCHKEY_ISSUER {problem}, got {s.issuer!r}")
     if s.is_production:
         _check_production(s)
     else:
@@ -357,19 +562,13 @@ def issuer_problem(issuer: str) -> str | None:
 
 def _check_production(s: Settings) -> None:
     problems = []
-    if not s.secret_key or s.secret_key.startswith(DEV_SECRET_MARKER):
-        problems.append("LATCHKEY_SECRET_KEY is missing or a development value")
-    elif len(s.secret_key) < 32:
-        problems.append("LATCHKEY_SECRET_KEY must be at least 32 characters")
-    if not s.key_encryption_key:
-        problems.append("LATCHKEY_KEY_ENCRYPTION_KEY is missing")
-    issuer = urlparse(s.issuer)
-    if issuer.scheme != "https" and issuer.hostname not in ("localhost", "127.0.0.1"):
-        problems.append(f"LATCHKEY_ISSUER must use https, got {s.issuer!r}")
-    if not s.database_url:
-        problems.append("LATCHKEY_DATABASE_URL is missing")
-    if s.demo_data:
-        problems.append("LATCHKEY_DEMO_DATA cannot be on in production")
+    for row in SETTINGS:
+        problem = row.production and row.production(
+            row.variable, getattr(s, row.attribute)
+        )
+        if problem:
+            problems.append(problem)
+    # Rules that relate two settings.
     if not s.redis_url and not s.ratelimit_per_process:
         # Several processes without a shared store each allow the whole
         # limit: four processes let four times the password guesses through.
@@ -396,19 +595,37 @@ def _fill_development_defaults(s: Settings, instance_path: str | None) -> None:
     if s.secret_key and s.key_encryption_key:
         return
     # Generated once per checkout so that a restart keeps sessions and keys.
-    secrets_file = base / "dev-secrets.json"
-    stored = {}
-    if secrets_file.exists():
-        stored = json.loads(secrets_file.read_text())
-    else:
-        base.mkdir(parents=True, exist_ok=True)
+    stored = _development_secrets(base / "dev-secrets.json")
+    s.secret_key = s.secret_key or stored["secret_key"]
+    s.key_encryption_key = s.key_encryption_key or stored["key_encryption_key"]
+
+
+def _development_secrets(path: Path) -> dict[str, str]:
+    """The development secrets kept in ``path``, made on first use.
+
+    The file is created with mode 0600 by ``os.open`` itself, so it is never
+    readable by others, not even between creating and writing it. A file
+    found with a looser mode (made by hand, or copied) is tightened to 0600
+    rather than refused: these secrets only guard a trial on this machine,
+    and refusing would just stop ``make run``. A file another process
+    created meanwhile (O_EXCL lost the race) is read, not overwritten.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         stored = {
             "secret_key": DEV_SECRET_MARKER + secrets.token_urlsafe(32),
             "key_encryption_key": base64.urlsafe_b64encode(
                 secrets.token_bytes(32)
             ).decode(),
         }
-        secrets_file.write_text(json.dumps(stored))
-        secrets_file.chmod(0o600)
-    s.secret_key = s.secret_key or stored["secret_key"]
-    s.key_encryption_key = s.key_encryption_key or stored["key_encryption_key"]
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as file:
+                json.dump(stored, file)
+            return stored
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return json.loads(path.read_text())

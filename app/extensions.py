@@ -1,11 +1,13 @@
 """Unbound extension objects, bound to an app in create_app."""
 
+from typing import TYPE_CHECKING, Any
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import CursorResult, MetaData, Result
 
 # Named constraints so that Alembic migrations are the same on every database.
 NAMING_CONVENTION = {
@@ -17,6 +19,18 @@ NAMING_CONVENTION = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+if TYPE_CHECKING:
+    from flask_sqlalchemy.model import Model as _FlaskModel
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Model(_FlaskModel, DeclarativeBase):
+        """What db.Model is: a declarative base (keyword constructor, mapped
+        columns) with Flask-SQLAlchemy's Model mixed in. Flask-SQLAlchemy
+        makes it at run time, which a type checker cannot use as a base
+        class (mypy #8603, flask-sqlalchemy #1327)."""
+
+else:
+    Model = db.Model  # the base class of every table in app/models/
 migrate = Migrate()
 csrf = CSRFProtect()
 # Storage (Redis or memory) comes from LATCHKEY_REDIS_URL in create_app.
@@ -32,3 +46,16 @@ def without_transaction() -> None:
     connection's isolation level when the request gives it back."""
     if not db.session().in_transaction():
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows the UPDATE or DELETE that gave ``result`` matched: the
+    count every conditional claim ("of two racing requests one wins") reads.
+
+    Session.execute() is typed as returning Result; for a DML statement it
+    is a CursorResult, the kind that has a row count. Raises TypeError for
+    any other result, whose count would mean nothing.
+    """
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"no row count in a {type(result).__name__}")
+    return result.rowcount

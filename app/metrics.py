@@ -127,8 +127,9 @@ class OutboxCollector:
 def note_fallback(active: bool) -> None:
     """Record (and log, when it changes) whether rate limits count in this
     process because Redis is away."""
-    if active != note_fallback.active:
-        note_fallback.active = active
+    global _fallback_active
+    if active != _fallback_active:
+        _fallback_active = active
         FALLBACK.set(1 if active else 0)
         if active:
             log.error("Redis is unreachable: rate limits now count per process")
@@ -136,7 +137,7 @@ def note_fallback(active: bool) -> None:
             log.warning("Redis is back: rate limits are shared again")
 
 
-note_fallback.active = False
+_fallback_active = False  # in this process
 
 
 def _watch_fallback(response: Response) -> Response:

@@ -141,5 +141,6 @@ def as_unit_of_work(command: click.Command) -> None:
             _end_unit_of_work()
         return result
 
-    run.unit_of_work = True
+    # A marker register_cli reads, so a command is never wrapped twice.
+    run.unit_of_work = True  # type: ignore[attr-defined]
     command.callback = run

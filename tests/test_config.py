@@ -3,13 +3,16 @@ fills in its own secrets and keeps them."""
 
 import base64
 import json
+import os
+import re
 import secrets
 import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.config import SETTINGS, ConfigError, load_settings, variables
 
 
 def _kek() -> str:
@@ -394,3 +397,164 @@ def test_pool_settings_size_the_postgresql_pool(base_env):
                     connection.close()
         db.session.remove()
         db.engine.dispose()
+
+
+def test_blank_numbers_and_switches_mean_the_default_blank_text_is_a_value(tmp_path):
+    s = load_settings(
+        {
+            "LATCHKEY_ACCESS_TOKEN_LIFETIME": "",
+            "LATCHKEY_SIGNING_KEY_CHECK_SECONDS": "",
+            "LATCHKEY_RATELIMIT_ENABLED": "",
+            "LATCHKEY_MAIL_FROM": "",
+            "LATCHKEY_RATELIMIT_LOGIN_IP": "",  # an empty limit is "off"
+        },
+        instance_path=str(tmp_path),
+    )
+    assert (s.access_token_lifetime, s.signing_key_check) == (600, 5.0)
+    assert s.ratelimit_enabled is True
+    assert s.mail_from == ""
+    assert s.ratelimit_limits["login_ip"] == ""
+    assert "LATCHKEY_COOKIE_PREFIX" in _refused(
+        {"LATCHKEY_COOKIE_PREFIX": ""}, tmp_path
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("development", ("text", "files", True, True, True)),
+        ("testing", ("text", "files", True, False, False)),
+        ("production", ("json", "smtp", False, False, False)),
+    ],
+)
+def test_defaults_that_depend_on_the_mode(production_env, tmp_path, mode, expected):
+    """log format, mail backend, sign-up, demo data, outbox thread."""
+    env = {**production_env, "LATCHKEY_ENV": mode}
+    s = load_settings(env, instance_path=str(tmp_path))
+    seen = (s.log_format, s.mail_backend, s.signup_enabled, s.demo_data)
+    assert (*seen, s.outbox_thread) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("LATCHKEY_RETENTION_DAYS", "0"),
+        ("LATCHKEY_EVENT_RETENTION_DAYS", "0"),
+        ("LATCHKEY_RETENTION_ROTATED_REFRESH_HOURS", "0"),
+        ("LATCHKEY_SIGNING_KEY_CHECK_SECONDS", "-0.5"),
+        ("LATCHKEY_SIGNING_KEY_CHECK_SECONDS", "often"),
+        ("LATCHKEY_SIGNING_KEY_PREPUBLISH", "-1"),
+        ("LATCHKEY_LOG_FORMAT", "xml"),
+        ("LATCHKEY_MAIL_BACKEND", "pigeon"),
+        ("LATCHKEY_SMTP_SECURITY", "ssl"),
+        ("LATCHKEY_SMTP_PORT", "smtp"),
+        ("LATCHKEY_COOKIE_PREFIX", "lk-2"),
+    ],
+)
+def test_out_of_range_values_are_refused_by_name(tmp_path, name, raw):
+    message = _refused({name: raw}, tmp_path)
+    assert name in message
+
+
+def test_choices_that_ignore_case_store_lower_case(tmp_path):
+    s = load_settings(
+        {"LATCHKEY_LOG_FORMAT": "JSON", "LATCHKEY_SQLITE_SYNCHRONOUS": "Normal"},
+        instance_path=str(tmp_path),
+    )
+    assert (s.log_format, s.sqlite_synchronous) == ("json", "normal")
+
+
+def test_every_default_is_a_value_its_variable_could_be_set_to():
+    """The table is coherent: a default written out as the variable's text
+    parses back to itself."""
+    for row in SETTINGS:
+        for default in (row.default, *row.by_mode.values()):
+            assert row.parse(row.variable, str(default)) == default, row.variable
+
+
+# README's names for the defaults it shows; other cells ("on in development",
+# "none (memory)") describe and are not compared.
+_README_WORDS = {"on": "true", "off": "false", "none": ""}
+# Variables in the README's table that load_settings does not read: they are
+# read by a library (prometheus_client) and listed for the operator.
+_README_OTHERS = {"PROMETHEUS_MULTIPROC_DIR"}
+
+
+def _readme_settings() -> dict[str, str]:
+    """variable -> default cell of each variable in the README's table; a
+    name written `_REST` continues `LATCHKEY_<first word>` of its row."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("| variable | default | meaning |\n| --- | --- | --- |\n")[1]
+    found: dict[str, str] = {}
+    for line in table.split("\n\n")[0].splitlines():
+        names_cell, default_cell = line.split(" | ")[:2]
+        names = [n.strip(" |`") for n in names_cell.split(" / ")]
+        prefix = "_".join(names[0].split("_")[:2])
+        names = [prefix + n if n.startswith("_") else n for n in names]
+        defaults = default_cell.split(" / ")
+        if len(defaults) == 1:
+            defaults *= len(names)
+        assert len(defaults) == len(names), line
+        for name, default in zip(names, defaults, strict=True):
+            assert name not in found, f"{name} is in the README twice"
+            found[name] = default.strip()
+    return found
+
+
+def _readme_literal(cell: str) -> str | None:
+    """The text a README default cell stands for, or None for prose."""
+    if re.fullmatch(r"`[^`]*`", cell):
+        return cell.strip("`")
+    if re.fullmatch(r"\d+", cell):
+        return cell
+    if days := re.fullmatch(r"(\d+) days", cell):
+        return str(int(days[1]) * 86400)
+    return _README_WORDS.get(cell)
+
+
+def test_readme_lists_exactly_the_settings_with_their_defaults():
+    readme = _readme_settings()
+    table = variables()
+    assert set(readme) - _README_OTHERS == set(table)
+    rows = {row.variable: row for row in SETTINGS}
+    compared = 0
+    for name, cell in readme.items():
+        literal = _readme_literal(cell)
+        if name in _README_OTHERS or literal is None:
+            continue
+        row = rows.get(name)
+        shown = row.parse(name, literal) if row else literal.strip()
+        assert shown == table[name], f"README says {name} defaults to {cell}"
+        compared += 1
+    assert compared > len(table) / 2  # most defaults are shown, and checked
+
+
+def test_development_secrets_file_is_never_readable_by_others(tmp_path, monkeypatch):
+    """Created with mode 0600 by os.open itself: even with umask 0, and no
+    chmod afterwards to close a window in which it was world-readable."""
+
+    def no_chmod(*args, **kwargs):
+        raise AssertionError("created with the wrong mode and fixed up later")
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    old_umask = os.umask(0)
+    try:
+        load_settings({}, instance_path=str(tmp_path))
+    finally:
+        os.umask(old_umask)
+    secrets_file = tmp_path / "dev-secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+
+
+def test_development_secrets_file_with_a_looser_mode_is_tightened(tmp_path):
+    """Tightened, not refused: the secrets only guard a trial on this
+    machine; the file's secrets are kept."""
+    first = load_settings({}, instance_path=str(tmp_path))
+    secrets_file = tmp_path / "dev-secrets.json"
+    secrets_file.chmod(0o644)
+    again = load_settings({}, instance_path=str(tmp_path))
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert (again.secret_key, again.key_encryption_key) == (
+        first.secret_key,
+        first.key_encryption_key,
+    )

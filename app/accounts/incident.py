@@ -240,7 +240,7 @@ class BatchRunner:
         if self.jobs == 1:
             yield from self._inline(batches)
             return
-        app = current_app._get_current_object()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # Flask types the proxy as Flask
         in_flight: set[Future] = set()
         taken = 0
         with ThreadPoolExecutor(self.jobs) as pool:

@@ -37,6 +37,8 @@ def normalize_email(email: str) -> str:
         )
     except (EmailNotValidError, TypeError) as exc:
         raise InvalidEmail(str(email)[:320]) from exc
+    if checked.ascii_email is None:  # only with SMTPUTF8, which is refused
+        raise InvalidEmail(str(email)[:320])
     return checked.ascii_email.lower()
 
 
@@ -90,8 +92,10 @@ def check_password(
     password_hash = account.password_hash if account else None
     if not passwords.verify(password_hash, password or ""):
         return None
+    if account is None or password_hash is None:  # verify said False for both
+        return None
     if account.status != AccountStatus.ACTIVE:
         return None
-    if passwords.needs_rehash(account.password_hash):
+    if passwords.needs_rehash(password_hash):
         account.password_hash = passwords.hash(password)
     return account

@@ -20,6 +20,7 @@ works").
 """
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import Select, select
 
@@ -102,9 +103,10 @@ def with_context(model: type[Artifact], *extra) -> Select:
             .join(Account, Account.id == BrowserSession.account_id)
             .join(Device, Device.id == BrowserSession.device_id)
         )
+    coded = cast("type[Grant] | type[AuthorizationCode]", model)
     return (
-        select(model, Account, Device, BrowserSession, *extra)
-        .join(Account, Account.id == model.account_id)
-        .join(Device, Device.id == model.device_id)
-        .outerjoin(BrowserSession, BrowserSession.sid == model.session_sid)
+        select(coded, Account, Device, BrowserSession, *extra)
+        .join(Account, Account.id == coded.account_id)
+        .join(Device, Device.id == coded.device_id)
+        .outerjoin(BrowserSession, BrowserSession.sid == coded.session_sid)
     )

@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 
 from app.cutoff.liveness import cut_off, is_live, with_context
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.logout.backchannel import (
     queue_logout_for_account,
     queue_logout_for_device,
@@ -169,7 +169,7 @@ def sign_out_everyone() -> int:
         .execution_options(synchronize_session=False)
     )
     queue_logout_for_everyone()
-    return result.rowcount
+    return rowcount(result)
 
 
 def revoke_client_access(account_id: str, client_id: str) -> int:

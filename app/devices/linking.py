@@ -3,6 +3,8 @@
 (RFC 8628 §3.3). The protocol side (issuing and polling device codes) is
 app/oauth/device_flow.py."""
 
+from typing import Any
+
 from sqlalchemy import select, update
 
 from app.extensions import db
@@ -63,7 +65,10 @@ def decide(
     device_code, _client = find_pending(user_code)
     now = utcnow()
     device = None
-    values = {"status": DeviceCodeStatus.DENIED, "account_id": account.id}
+    values: dict[str, Any] = {
+        "status": DeviceCodeStatus.DENIED,
+        "account_id": account.id,
+    }
     if approve:
         device = Device(
             account_id=account.id,

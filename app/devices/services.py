@@ -41,9 +41,9 @@ class DeviceView:
     """One live device as its owner sees it (see connected_devices)."""
 
     device: Device
+    last_seen_at: datetime
     apps: list[AppOnDevice] = field(default_factory=list)
     sessions: list[BrowserSession] = field(default_factory=list)
-    last_seen_at: datetime | None = None
 
     @property
     def clients(self) -> list[str]:

@@ -17,7 +17,7 @@ HISTORY_DAYS = 90
 # an account under a password-guessing storm.
 HISTORY_LIMIT = 300
 
-LABELS = {
+LABELS: dict[str, str] = {  # EventTag (a StrEnum) -> label
     EventTag.SIGNED_UP: "Account created",
     EventTag.LOGIN_SUCCESS: "Signed in",
     EventTag.LOGIN_FAILURE: "Failed sign-in: wrong password",

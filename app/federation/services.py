@@ -77,7 +77,7 @@ def resolve_sign_in(identity: UpstreamIdentity, name: str = "") -> SignIn | Need
     """
     linked = _find_identity(identity.provider, identity.subject)
     if linked is not None:
-        account = db.session.get(Account, linked.account_id)
+        account = db.session.get_one(Account, linked.account_id)
         if account.status != AccountStatus.ACTIVE:
             raise AccountDeactivated(account.id)
         linked.last_used_at = utcnow()

@@ -176,7 +176,7 @@ class KeyRing:
                     row.alg,
                     key,
                     public,
-                    _ts(row.activates_at),
+                    row.activates_at.timestamp(),
                     _ts(row.retired_at),
                     _ts(row.expires_at),
                 )

@@ -40,7 +40,7 @@ class SMTPBackend:
     def send(self, message: EmailMessage) -> None:
         context = ssl.create_default_context()
         if self.security == "tls":
-            smtp = smtplib.SMTP_SSL(
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=SMTP_TIMEOUT, context=context
             )
         else:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import aliased
 
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.models import (
     AccountLink,
     AuthorizationCode,
@@ -176,10 +176,12 @@ def _purge_table(key, dead, batch_size: int, max_batches: int | None) -> int:
         if keys:
             # Counted by rowcount: on SQLite another purge may have deleted
             # some of the keys this one picked.
-            total += db.session.execute(
-                delete(key.class_).where(key.in_(keys)),
-                execution_options={"synchronize_session": False},
-            ).rowcount
+            total += rowcount(
+                db.session.execute(
+                    delete(key.class_).where(key.in_(keys)),
+                    execution_options={"synchronize_session": False},
+                )
+            )
         commit_early("retention purge batch")
         batches += 1
         if len(keys) < batch_size:

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, new_id, utcnow
 
 
@@ -19,7 +19,7 @@ class AccountStatus(enum.StrEnum):
     DELETED = "deleted"
 
 
-class Account(db.Model):
+class Account(Model):
     __tablename__ = "accounts"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 
 
@@ -16,7 +16,7 @@ class LinkPurpose:
     CHANGE_EMAIL = "change_email"
 
 
-class AccountLink(db.Model):
+class AccountLink(Model):
     __tablename__ = "account_links"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -30,7 +30,7 @@ class AccountLink(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     __tablename__ = "recovery_codes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -8,7 +8,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Update
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from app.extensions import db
+from app.extensions import db, rowcount
 
 
 def utcnow() -> datetime:
@@ -104,4 +104,4 @@ def claim_once(statement: Update) -> bool:
     claim itself makes it false. The claim is part of the caller's unit of
     work, which holds the claim with whatever it grants.
     """
-    return db.session.execute(statement).rowcount == 1
+    return rowcount(db.session.execute(statement)) == 1

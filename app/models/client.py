@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 from app.models.key import DEFAULT_ALG
 from app.security.opaque_tokens import hash_token
@@ -46,7 +46,7 @@ def redirect_uri_matches(registered: str, requested: str) -> bool:
     return ours is not None and ours == theirs
 
 
-class Client(db.Model):
+class Client(Model):
     __tablename__ = "clients"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)

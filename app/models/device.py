@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import AuthContext, UTCDateTime, new_id, utcnow
 
 
@@ -15,7 +15,7 @@ class DeviceKind:
     TV = "tv"
 
 
-class Device(db.Model):
+class Device(Model):
     __tablename__ = "devices"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -46,7 +46,7 @@ class SessionEnd:
     ACCOUNT_SIGNED_OUT = "account_signed_out"  # found cut off by generation
 
 
-class BrowserSession(AuthContext, db.Model):
+class BrowserSession(AuthContext, Model):
     """The signed-in state of one browser; the cookie holds a random id."""
 
     __tablename__ = "sessions"

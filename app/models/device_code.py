@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import AuthContext, UTCDateTime, utcnow
 
 
@@ -16,7 +16,7 @@ class DeviceCodeStatus:
     USED = "used"
 
 
-class DeviceCode(AuthContext, db.Model):
+class DeviceCode(AuthContext, Model):
     __tablename__ = "device_codes"
     # The auth context is filled in when a signed-in person approves.
     auth_context_optional = True

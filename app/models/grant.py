@@ -13,11 +13,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import AuthContext, UTCDateTime, new_id, utcnow
 
 
-class Grant(AuthContext, db.Model):
+class Grant(AuthContext, Model):
     __tablename__ = "grants"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -51,7 +51,7 @@ class Grant(AuthContext, db.Model):
         return min(self.created_at + absolute, self.last_refresh_at + idle)
 
 
-class RefreshToken(db.Model):
+class RefreshToken(Model):
     __tablename__ = "refresh_tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -62,7 +62,7 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class AuthorizationCode(AuthContext, db.Model):
+class AuthorizationCode(AuthContext, Model):
     __tablename__ = "authorization_codes"
     device_id_indexed = False
 
@@ -85,7 +85,7 @@ class AuthorizationCode(AuthContext, db.Model):
     grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-class Consent(db.Model):
+class Consent(Model):
     """Scopes a person has agreed to give a client; asked again for new ones."""
 
     __tablename__ = "consents"

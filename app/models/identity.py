@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 
 
-class FederatedIdentity(db.Model):
+class FederatedIdentity(Model):
     """(provider, upstream sub) — never the email alone."""
 
     __tablename__ = "federated_identities"

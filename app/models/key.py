@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 
 # The JWS algorithms (RFC 7518 §3.1) the key ring keeps a current key for.
@@ -17,7 +17,7 @@ SUPPORTED_ALGS = ("ES256", "RS256")
 DEFAULT_ALG = "RS256"
 
 
-class SigningKey(db.Model):
+class SigningKey(Model):
     """A key is published in the JWKS from creation until ``expires_at``
     (or ``revoked_at``), and signs from ``activates_at`` until ``retired_at``.
     Pre-publication (activates_at later than created_at) lets every process
@@ -42,7 +42,7 @@ class SigningKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class SigningKeyState(db.Model):
+class SigningKeyState(Model):
     """One row (id 1) whose ``version`` every change to the key ring bumps
     in the same transaction. Processes compare it with the version they
     loaded: one primary-key read tells them whether to reload."""

@@ -140,13 +140,13 @@ class PollingDeviceCodeGrant(DeviceCodeGrant):
         commit_early("device code claimed: nothing after gives it back")
         if not claimed:
             raise InvalidGrantError("The device code was already used.")
-        if not live:
+        if not live or account is None or device is None:
             # Signed out everywhere (or the device) between approval and
-            # this poll.
+            # this poll; is_live is False for a missing account or device.
             raise AccessDeniedError()
         return Subject(
             account=account,
-            device_id=row.device_id,
+            device_id=device.id,
             session_sid=None,
             auth_time=row.auth_time,
             amr=list(row.amr or []),

@@ -12,6 +12,7 @@ create_app; the views serve the same string on every request.
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from authlib.common.security import is_secure_transport
 from authlib.oauth2 import rfc8414, rfc9207
@@ -133,7 +134,7 @@ def token_endpoint_auth_methods(server) -> list[str]:
 def grant_fields(server) -> dict:
     """grant_types, response_types/modes, token endpoint auth, PKCE, RFC 9207."""
     authorization = _authorization_grants(server)
-    fields = {
+    fields: dict[str, Any] = {
         "scopes_supported": list(server.scopes_supported),
         # RFC 8414 §2: every grant type, including those that never touch
         # /authorize (client_credentials, RFC 8628's device_code).

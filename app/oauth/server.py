@@ -196,6 +196,8 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
 def _refused_error_description(exc: ValueError) -> bool:
     """Whether ``exc`` is Authlib's OAuth2Error refusing its description."""
     tb = exc.__traceback__
+    if tb is None:  # never raised, so not refused by Authlib
+        return False
     while tb.tb_next is not None:
         tb = tb.tb_next
     return tb.tb_frame.f_code is OAuth2Error.__init__.__code__

@@ -161,6 +161,8 @@ class TokenIssuer:
             # RFC 9068 §2.2: with no resource owner, sub names the client.
             claims["sub"] = client.client_id
         else:
+            if subject.grant is None:  # create_grant sets it; gid names it
+                raise ValueError("an access token for a person needs its grant")
             claims.update(
                 sub=subject.account.id,
                 auth_time=int(subject.auth_time.timestamp()),

@@ -21,6 +21,7 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from app.config import JWKS_MAX_AGE
 from app.events.services import EventTag
@@ -53,7 +54,7 @@ def _server():
     return current_app.extensions["latchkey"].server
 
 
-def _error_redirect(error: OAuth2Error, state: str | None) -> Response:
+def _error_redirect(error: OAuth2Error, state: str | None) -> BaseResponse:
     params = {"error": error.error}
     if error.description:
         params["error_description"] = error.description

@@ -23,12 +23,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Row, delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.extensions import db
+from app.extensions import db, rowcount
 from app.models import OutboxMessage
 from app.models.base import claim_once, utcnow
 from app.unit_of_work import commit_early
@@ -180,7 +181,7 @@ class _Lease:
         self._stop = threading.Event()
         self._lease = lease_seconds
         self._clock = clock
-        self._app = current_app._get_current_object()
+        self._app = current_app._get_current_object()  # type: ignore[attr-defined]  # Flask types the proxy as Flask
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def __enter__(self):
@@ -255,7 +256,7 @@ def _claim(
         .limit(limit)
     )
     lease_until = now + timedelta(seconds=lease_seconds)
-    claimed = []
+    claimed: list[Row[Any]] = []
     if _dialect() == "postgresql":
         # Rows another worker is claiming right now are skipped, not waited
         # for; once it commits they are leased into the future and no longer
@@ -270,7 +271,7 @@ def _claim(
                 )
                 .execution_options(synchronize_session=False)
             )
-        claimed = rows
+        claimed = list(rows)
     else:
         # SQLite has no row locks; a compare-and-set on ``attempts`` lets only
         # one of several processes sharing the file take each row.
@@ -397,4 +398,4 @@ def purge_sent(older_than: timedelta, now: datetime | None = None) -> int:
     result = db.session.execute(
         delete(OutboxMessage).where(OutboxMessage.sent_at < cutoff)
     )
-    return result.rowcount
+    return rowcount(result)

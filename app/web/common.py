@@ -170,15 +170,16 @@ def register_error_handlers(app):
         # Our own raises carry a sentence written for people ("A parameter
         # was sent more than once."); Werkzeug's stock descriptions do not.
         own = exc.description != type(exc).description
+        code = exc.code or 500  # a bare HTTPException has none
         if _wants_json():
-            error = "invalid_request" if exc.code < 500 else "server_error"
+            error = "invalid_request" if code < 500 else "server_error"
             description = exc.description if own else exc.name
             response = jsonify({"error": error, "error_description": description})
-            response.status_code = exc.code
+            response.status_code = code
             return response
-        title, message = PLAIN_ERRORS.get(exc.code, (exc.name, exc.description))
+        title, message = PLAIN_ERRORS.get(code, (exc.name, exc.description or ""))
         if own:
-            message = exc.description
+            message = exc.description or ""
         return render_template(
             "errors/generic.html", title=title, message=message
         ), exc.code
