@@ -4,7 +4,7 @@ with the option to sign out every connected device at the same time."""
 from flask import current_app
 from sqlalchemy import update
 
-from app.devices.services import cut_off_everywhere
+from app.devices import services as devices
 from app.events.services import Who
 from app.extensions import db
 from app.mail.notices import notify_password_changed
@@ -80,5 +80,7 @@ def set_password(
     )
     notify_password_changed(account, who, how, sign_out_everywhere)
     if sign_out_everywhere:
-        cut_off_everywhere(account, who, reason=f"password_{how}", notify=False)
+        devices.sign_out_everywhere(
+            account, who, reason=f"password_{how}", notify=False
+        )
     db.session.refresh(account)

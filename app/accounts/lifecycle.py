@@ -14,7 +14,7 @@ Each function is one step of its request's or command's unit of work.
 
 from sqlalchemy import delete, select, update
 
-from app.cutoff.services import sign_out_account
+from app.cutoff.services import cut_off_account
 from app.events.services import NOBODY, EventTag, Who, record_event
 from app.extensions import db
 from app.logout.backchannel import FANOUT, fan_out
@@ -81,7 +81,7 @@ def deactivate_account(account: Account, by: str, who: Who = NOBODY):
     ):
         db.session.rollback()
         raise AccountNotActive
-    cut = sign_out_account(account.id)
+    cut = cut_off_account(account.id)
     notify_deactivated(account, who, by, cut)
     db.session.refresh(account)
 
@@ -117,7 +117,7 @@ def delete_account(account: Account) -> None:
         raise AccountDeleted
     account_id = account.id
     now = utcnow()
-    sign_out_account(account_id)
+    cut_off_account(account_id)
     _notify_relying_parties(account_id, now)
     _remove_credentials_and_grants(account_id)
     # The tombstone of the log: what happened and when, not from where.

@@ -29,7 +29,7 @@ from app.accounts.incident import (
 )
 from app.accounts.services import InvalidEmail, normalize_email
 from app.cli.output import emit
-from app.cutoff.services import sign_out_everyone
+from app.cutoff.services import cut_off_everyone
 from app.events.services import EventTag, record_event
 from app.extensions import db
 
@@ -210,7 +210,7 @@ def sign_out_everyone_command(yes, reason, as_json):
         click.confirm(
             "Sign every account out of every device and app?", abort=True, err=True
         )
-    accounts = sign_out_everyone()
+    accounts = cut_off_everyone()
     record_event(EventTag.EVERYONE_SIGNED_OUT, None, reason=reason, accounts=accounts)
     emit(
         {"accounts_signed_out": accounts, "reason": reason, "backchannel_queued": True},

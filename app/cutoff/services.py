@@ -114,7 +114,7 @@ def end_expired_sessions(now: datetime, limit: int) -> list[BrowserSession]:
     return expired
 
 
-def sign_out_device(account_id: str, device_id: str) -> bool:
+def cut_off_device(account_id: str, device_id: str) -> bool:
     """Cut off every session and grant of one of ``account_id``'s devices.
     True if it was live."""
     now = utcnow()
@@ -137,7 +137,7 @@ def sign_out_device(account_id: str, device_id: str) -> bool:
     return True
 
 
-def sign_out_account(account_id: str) -> int:
+def cut_off_account(account_id: str) -> int:
     """Cut off every session, grant, refresh and access token, authorization
     code and device code of an account with one row update.
 
@@ -156,7 +156,7 @@ def sign_out_account(account_id: str) -> int:
     return old
 
 
-def sign_out_everyone() -> int:
+def cut_off_everyone() -> int:
     """Cut off every session, grant, token and pending code of every account
     (incident response): one UPDATE of the generation counters and one
     back-channel logout row, whatever the number of accounts.

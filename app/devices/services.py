@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from app.cutoff.liveness import is_live, with_context
 from app.cutoff.services import (
+    cut_off_account,
+    cut_off_device,
     end_expired_sessions,
-    sign_out_account,
-    sign_out_device,
 )
 from app.events.services import EventTag, Who, record_event
 from app.extensions import db
@@ -158,22 +158,18 @@ def rename_device(account: Account, device_id: str, name: str) -> Device | None:
 def sign_out_one_device(account: Account, device_id: str, who: Who) -> bool:
     """Sign one device out (sessions and grants) and record it, in the
     current unit of work."""
-    done = sign_out_device(account.id, device_id)
+    done = cut_off_device(account.id, device_id)
     if done:
         record_event(EventTag.DEVICE_SIGNED_OUT, account.id, who, device_id=device_id)
     return done
 
 
-def cut_off_everywhere(
+def sign_out_everywhere(
     account: Account, who: Who, reason: str, notify: bool = True
 ) -> None:
-    """Sign out of all devices, with its event and (``notify``) its email;
-    constant cost. Password changes pass notify=False: their own
-    email says so."""
-    cut = sign_out_account(account.id)
+    """Sign out of all devices: the cut-off (constant cost, whatever the
+    number of grants), its event and (``notify``) its email, in the current
+    unit of work. Password changes pass notify=False: their own email says
+    so."""
+    cut = cut_off_account(account.id)
     notify_signed_out_everywhere(account, who, reason, cut, email=notify)
-
-
-def sign_out_everywhere(account: Account, who: Who, reason: str) -> None:
-    """Sign out of all devices, in the current unit of work."""
-    cut_off_everywhere(account, who, reason)

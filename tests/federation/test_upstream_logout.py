@@ -7,7 +7,7 @@ import time
 import requests
 from sqlalchemy import select
 
-from app.cutoff.services import sign_out_account
+from app.cutoff.services import cut_off_account
 from app.events.history import label_for
 from app.extensions import db
 from app.models import BrowserSession, SecurityEvent
@@ -38,7 +38,7 @@ def _upstream_sign_out(upstream, account_id):
     """The person signs out everywhere at the upstream, whose worker then
     delivers the logout tokens."""
     with upstream.app.app_context():
-        sign_out_account(account_id)
+        cut_off_account(account_id)
         db.session.commit()
         run_once()
         db.session.remove()

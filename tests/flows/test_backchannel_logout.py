@@ -9,10 +9,10 @@ import requests
 from sqlalchemy import func, select
 
 from app.cutoff.services import (
+    cut_off_account,
+    cut_off_device,
     end_session,
     revoke_grant,
-    sign_out_account,
-    sign_out_device,
 )
 from app.extensions import db
 from app.logout.backchannel import FANOUT, HANDLERS, LOGOUT
@@ -154,7 +154,7 @@ def test_signing_out_a_device_tells_its_clients_about_its_session(
     on_phone = sign_in_to(second_browser, person, a)
     laptop = _device_id(app, on_laptop["sid"])
 
-    assert _cut_off(app, sign_out_device, person.id, laptop)
+    assert _cut_off(app, cut_off_device, person.id, laptop)
     _work(app)
 
     (claims_a,) = _claims(rp_a, jwks, issuer, a)
@@ -180,7 +180,7 @@ def test_signing_out_an_account_tells_every_client_about_every_session(
     with new_browser() as theirs:
         sign_in_to(theirs, someone_else, a)
 
-    assert _cut_off(app, sign_out_account, person.id) == 0
+    assert _cut_off(app, cut_off_account, person.id) == 0
     assert _outbox_rows(app) == 1  # constant cost, however many grants
     _work(app)
 
@@ -252,7 +252,7 @@ def test_cutting_off_twice_queues_nothing_more(
 
     assert _cut_off(app, revoke_grant, grant, "t")
     assert _cut_off(app, end_session, signed_in["sid"], "logout")
-    assert _cut_off(app, sign_out_device, person.id, device)
+    assert _cut_off(app, cut_off_device, person.id, device)
     _work(app)
     # The grant, session and device all name one session: told once.
     assert len(rp.tokens) == 1
@@ -260,11 +260,11 @@ def test_cutting_off_twice_queues_nothing_more(
 
     assert not _cut_off(app, revoke_grant, grant, "t")
     assert not _cut_off(app, end_session, signed_in["sid"], "logout")
-    assert not _cut_off(app, sign_out_device, person.id, device)
+    assert not _cut_off(app, cut_off_device, person.id, device)
     assert _outbox_rows(app) == rows
 
     # Signing out everywhere afterwards: the cut-off session was told already.
-    _cut_off(app, sign_out_account, person.id)
+    _cut_off(app, cut_off_account, person.id)
     _work(app)
     assert len(rp.tokens) == 1
     assert _outbox_rows(app, FANOUT) == 4
@@ -277,7 +277,7 @@ def test_a_cut_off_that_is_rolled_back_tells_nobody(
     a = factories.client(backchannel_logout_uri=rp.url)
     signed_in = sign_in_to(browser, person, a)
     with app.app_context():
-        assert sign_out_account(person.id) == 0
+        assert cut_off_account(person.id) == 0
         db.session.rollback()
         db.session.remove()
     assert _outbox_rows(app) == 0

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.cutoff.liveness import is_live, with_context
-from app.cutoff.services import revoke_grant, sign_out_account
+from app.cutoff.services import cut_off_account, revoke_grant
 from app.extensions import db
 from app.models import (
     Account,
@@ -78,7 +78,7 @@ def _cut_off(app, how: str, held: Held, account_id: str, device_id: str) -> None
     """Cut ``held`` off one way, changing only what that way changes."""
     with app.app_context():
         if how == "generation":
-            sign_out_account(account_id)
+            cut_off_account(account_id)
         elif how == "deactivated":
             # The status alone (deactivation also bumps the generation).
             db.session.execute(
