@@ -59,6 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pg-admin-url", default=data.PG_ADMIN_URL)
     p.add_argument("--out", type=Path)
     p.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy raw stacks of the resumed run, to this file",
+    )
+    p.add_argument(
         "--start-when",
         type=Path,
         help="after seeding, wait until this file exists (seeding need not be "
@@ -161,7 +166,9 @@ class BackendCPU:
                     self.seen[pid] = max(self.seen.get(pid, 0.0), used)
 
 
-def run_command(env: dict, *extra: str) -> tuple[dict, float, float]:
+def run_command(
+    env: dict, *extra: str, profile: Path | None = None
+) -> tuple[dict, float, float]:
     """The operator's command in a subprocess; (its JSON summary, seconds,
     CPU seconds the command itself used, the database server's not
     included)."""
@@ -170,6 +177,11 @@ def run_command(env: dict, *extra: str) -> tuple[dict, float, float]:
         "force-password-reset", "--all", "--sign-out", "--incident", INCIDENT,
         "--json", *extra,
     ]  # fmt: skip
+    if profile is not None:
+        # py-spy samples the command's threads (rate 100 Hz, raw stacks).
+        spy = str(Path(sys.executable).parent / "py-spy")
+        command = [spy, "record", "--rate", "100", "--format", "raw",
+                   "-o", str(profile), "--", *command]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(
@@ -180,7 +192,9 @@ def run_command(env: dict, *extra: str) -> tuple[dict, float, float]:
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(done.stdout), elapsed, cpu
+    # py-spy, when it wraps the command, prints lines of its own around the JSON.
+    summary, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{") :])
+    return summary, elapsed, cpu
 
 
 def check(app, count: int, sso: int) -> dict:
@@ -248,7 +262,7 @@ def main(argv=None) -> int:
         with server_cpu:
             first, t1, cpu1 = run_command(env, *size, *stop)
             print(f"first run, stopped after {first['batches']} batches: {t1:.1f} s")
-            rest, t2, cpu2 = run_command(env, *size)
+            rest, t2, cpu2 = run_command(env, *size, profile=args.profile)
             print(f"resumed run to the end: {t2:.1f} s")
         load_after = os.getloadavg()
         checked = check(app, args.accounts, sso)
