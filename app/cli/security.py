@@ -111,7 +111,8 @@ def _selection(everyone, emails_file, since) -> tuple[Selection, list[str]]:
     default=1,
     show_default=True,
     type=click.IntRange(1, 16),
-    help="Batches run side by side (PostgreSQL; each holds a connection).",
+    help="Batches run side by side, each in a forked process holding one "
+    "database connection (PostgreSQL).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @with_appcontext
