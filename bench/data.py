@@ -157,6 +157,7 @@ def seed_signout_account(app, grants: int, client_id: str) -> dict:
             PASSWORD,
             email_verified=True,
         )
+        db.session.commit()  # the bulk inserts below use their own connection
         account_id = account.id
         sample = None
         now = utcnow()
@@ -186,6 +187,7 @@ def seed_signout_account(app, grants: int, client_id: str) -> dict:
         settle = create_account(
             services.passwords, f"settle-{grants}@bench.example", None
         )
+        db.session.commit()
         return {
             "email": account.email,
             "account_id": account_id,

@@ -193,6 +193,7 @@ def main(argv=None) -> int:
                 "bench relying party", redirect_uris=["http://127.0.0.1:9/callback"]
             )
             client_id = client.client_id
+            db.session.commit()
             db.session.remove()
         results = {}
         for size in sizes:

@@ -106,6 +106,8 @@ def seed(env: dict) -> None:
         create_account(
             services.passwords, BENCH_ACCOUNT_EMAIL, None, email_verified=True
         )
+        # Services leave committing to the unit of work (app/unit_of_work.py).
+        db.session.commit()
         db.session.remove()
         db.engine.dispose()
 
