@@ -55,8 +55,8 @@ def commit_early(reason: str) -> None:
       be made again after a crash), and each batch of its chore of ending
       expired sessions;
     * batch boundaries of long commands (incident response batches, also
-      in the threads of ``--jobs``; retention purge batches; signing-key
-      administration that other processes must see at once), so that a
+      in the forked processes of ``--jobs``; retention purge batches;
+      signing-key administration that other processes must see at once), so that a
       run stopped midway keeps the batches it finished and can be resumed.
 
     Anything else waits for the end of its request or command.
@@ -68,6 +68,10 @@ def commit_early(reason: str) -> None:
 def _end_unit_of_work() -> None:
     # The one commit of a request or command. A failure rolls back, so that
     # the error answer that follows finds a usable session, and propagates.
+    # A request that never touched the database (JWKS, discovery) has no
+    # transaction: committing would begin one only to end it, on every call.
+    if not db.session().in_transaction():
+        return
     try:
         db.session.commit()
     except BaseException:
