@@ -2,8 +2,9 @@
 
 Keyed by the client_id the request names (HTTP Basic or the form), checked
 before the client is authenticated, so guessing a client's secret or
-replaying dead codes and refresh tokens is slowed per client. Successful
-requests give their unit back: a busy client is never limited for working.
+replaying dead codes and refresh tokens is slowed per client. Only failures
+count, and a success costs the store nothing (a lazy limit): a busy client
+is never limited for working.
 A request fails when the authorization server answers it with an OAuth
 error (``token_request_failed``, called from its error handler).
 """
@@ -42,4 +43,5 @@ def token_request_failed(error: str) -> None:
 
 
 TOKEN_CLIENT = "token_client"
-token_client_limit = failure_limit(TOKEN_CLIENT, client_id_key)
+# Lazy: successful grants do not touch Redis (app/web/ratelimits.py).
+token_client_limit = failure_limit(TOKEN_CLIENT, client_id_key, lazy=True)

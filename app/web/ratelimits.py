@@ -21,14 +21,18 @@ done or in flight, so never more than the limit reach the password check.
 
 A failure limit on a hot machine endpoint (the token endpoint) can be
 *lazy*: while this process has seen no failure for a key within the
-limit's window, requests for that key skip the store entirely (no hit, no
-give-back, no rate-limit headers: three round trips to Redis saved on every
-successful request), and a failure is counted after its response. From a
-key's first failure on, the process checks it strictly as above until a
-window passes without failures. Each process therefore lets at most one
-failure per key per window (plus those already in flight) through
-unchecked: a few extra guesses at a 256-bit client secret, never a way
-round the limit.
+limit's window, requests for that key skip the store before the view (no
+take, no give-back: two round trips to Redis saved on every successful
+request), and a failure is counted with the same atomic hit once the view
+has judged it; when that hit finds the limit already reached, the answer
+becomes the 429 instead of the failure's own (RFC 6585 §4). So the failures
+answered as failures are exactly as many as the limit allows, across every
+process. From a key's first failure on, the process checks that key
+strictly, as above, until a window passes without failures. What a lazy
+limit does not do is refuse a *correct* attempt in a process that has not
+seen the key fail: right for 256-bit client secrets and refresh tokens,
+which no limit is what protects, wrong for passwords, whose limits stay
+strict.
 
 Limits are read from the settings on every request (``LATCHKEY_RATELIMIT_*``,
 see app/config.py), so each can be tuned or turned off without code.
@@ -39,12 +43,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
+from functools import partial, wraps
 
 from flask import Response, current_app, g, has_request_context, request
 from flask_limiter import RequestLimit
 from limits import parse_many
 from limits.strategies import FixedWindowRateLimiter
+from werkzeug.exceptions import TooManyRequests
 
 from app.extensions import limiter
 from app.security.opaque_tokens import hash_token
@@ -63,6 +68,10 @@ _FAILED_HERE = "failed_attempts"
 _FAILING: dict[tuple[str, str, str], float] = {}
 _FAILING_MAX = 10_000
 _LAZY: set[str] = set()
+# The mark on flask.g: lazy limit name -> key, for keys that skipped the store.
+_UNCHECKED = "unchecked_failure_limits"
+# The mark on flask.g: when the lazy limit that refused this request resets.
+_REFUSED_UNTIL = "lazy_limit_reset_at"
 
 
 def configured_limit(name: str) -> str:
@@ -90,11 +99,11 @@ def failure_limit(
     keys that have not failed lately (see the module docstring).
     """
     _FAILURE_LIMITS.add(name)
-    if lazy:
-        _LAZY.add(name)
+    if lazy and on_breach is not None:
+        raise ValueError("a lazy limit refuses after the view: no on_breach")
     # One shared counter per limit name, whatever view it decorates: a
     # password guessed through five different forms is five guesses.
-    return limiter.shared_limit(
+    checked = limiter.shared_limit(
         partial(configured_limit, name),
         scope=_scope(name),
         key_func=lambda: f"{_scope(name)}:{key_func()}",
@@ -102,6 +111,24 @@ def failure_limit(
         on_breach=on_breach,
         exempt_when=partial(_unchecked, name, key_func) if lazy else None,
     )
+    if not lazy:
+        return checked
+    _LAZY.add(name)
+
+    def decorate(view):
+        limited = checked(view)
+
+        @wraps(view)
+        def lazily_limited(*args, **kwargs):
+            answer = limited(*args, **kwargs)
+            key = g.get(_UNCHECKED, {}).pop(name, None)
+            if key is not None and _failed(name) and not _count_failure(name, key):
+                return current_app.handle_http_exception(TooManyRequests())
+            return answer
+
+        return lazily_limited
+
+    return decorate
 
 
 def failed_attempt(*names: str) -> None:
@@ -135,7 +162,7 @@ def _unchecked(name: str, key_func: Callable[[], str]) -> bool:
     failing_until = _FAILING.get((_prefix(), name, key))
     if failing_until is not None and failing_until > time.monotonic():
         return False
-    g.setdefault("unchecked_failure_limits", {})[name] = key
+    g.setdefault(_UNCHECKED, {})[name] = key
     return True
 
 
@@ -155,39 +182,41 @@ def _remember_failing(name: str, key: str, items) -> None:
     _FAILING[(_prefix(), name, key)] = time.monotonic() + window
 
 
-def count_unchecked_failures(response: Response) -> Response:
-    """after_request hook: count the failures of lazy limits that skipped
+def _count_failure(name: str, key: str) -> bool:
+    """Count a failure of the lazy limit ``name`` for ``key`` that skipped
     the store before the view, with the same atomic hit Flask-Limiter
-    makes, and have this process check their keys from now on."""
-    for name, key in g.pop("unchecked_failure_limits", {}).items():
-        if not _failed(name):
-            continue
-        items = parse_many(configured_limit(name))
-        _remember_failing(name, key, items)
-        prefix = [_prefix()] if _prefix() else []
-        try:
-            for item in items:
-                limiter.limiter.hit(item, *prefix, key, _scope(name))
-        except Exception:
-            # The store is away: do what Flask-Limiter does when a checked
-            # attempt finds it away (count in this process from now on,
-            # until it recovers), and count this failure there.
-            log.warning("could not count a %s failure", name, exc_info=True)
-            _fall_back(items, [*prefix, key, _scope(name)])
-    return response
+    makes, and have this process check the key strictly from now on.
+    False when the hit finds the limit already reached (the request is to
+    be refused). When the store is away, counts in this process as
+    Flask-Limiter does (``_fall_back``)."""
+    items = parse_many(configured_limit(name))
+    _remember_failing(name, key, items)
+    prefix = [_prefix()] if _prefix() else []
+    args = [*prefix, key, _scope(name)]
+    try:
+        over = [item for item in items if not limiter.limiter.hit(item, *args)]
+        if over:
+            g.setdefault(
+                _REFUSED_UNTIL,
+                limiter.limiter.get_window_stats(over[0], *args).reset_time,
+            )
+        return not over
+    except Exception:
+        log.warning("could not count a %s failure", name, exc_info=True)
+        return _fall_back(items, args)
 
 
-def _fall_back(items, args) -> None:
+def _fall_back(items, args) -> bool:
+    """Count in this process (the store is away); False when over the limit."""
     fallback = getattr(limiter, "_fallback_limiter", None)
     if fallback is None or not getattr(limiter, "_in_memory_fallback_enabled", False):
-        return
+        return True
     limiter._storage_dead = True
-    for item in items:
-        fallback.hit(item, *args)
-    # This request's own metrics hook has already run: tell it now.
     from app.metrics import note_fallback
 
     note_fallback(True)
+    over = [item for item in items if not fallback.hit(item, *args)]  # hit each
+    return not over
 
 
 def attempt_limit(name: str, key_func: Callable[[], str]):
@@ -229,6 +258,9 @@ def _failure_limit_name(limit: RequestLimit) -> str | None:
 
 def retry_after_seconds() -> int:
     """Seconds until the limit that refused this request lets it through."""
+    refused_until = g.get(_REFUSED_UNTIL)
+    if refused_until is not None:
+        return max(1, int(refused_until - time.time()))
     limit = limiter.current_limit
     if limit is None:
         return 60
@@ -278,4 +310,3 @@ def _unlimited_endpoint() -> bool:
 
 def init_rate_limits(app) -> None:
     app.after_request(give_back_unfailed_attempts)
-    app.after_request(count_unchecked_failures)

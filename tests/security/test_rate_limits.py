@@ -333,6 +333,45 @@ def test_token_endpoint_limits_failures_per_client(app, factories, set_limits):
         assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
+def test_token_limit_is_lazy_but_exact(app, factories, set_limits, monkeypatch):
+    """The /token limit is lazy (issue 13): a success never touches the
+    store, and each failure is counted after the fact, yet a process that
+    has never seen the client fail still answers the failure over the limit
+    with 429, so the count holds across processes."""
+    from limits import parse
+
+    from app.extensions import limiter
+    from app.web import ratelimits
+
+    set_limits(token_client="3/hour")
+    service = factories.client(machine=True)
+    http = app.test_client()
+    grant = {"grant_type": "client_credentials"}
+    for _ in range(4):
+        ok = http.post("/token", data=grant, auth=(service.client_id, service.secret))
+        assert ok.status_code == 200
+    key = f"failures:token_client:{service.client_id}"
+    args = [key, "failures:token_client"]
+    prefix = app.config.get("RATELIMIT_KEY_PREFIX")
+    args = [prefix, *args] if prefix else args
+    stats = limiter.limiter.get_window_stats(parse("3/hour"), *args)
+    assert stats.remaining == 3  # four grants, nothing taken
+    statuses = []
+    for _ in range(4):
+        # Each failure reaches a process that never saw this client fail.
+        monkeypatch.setattr(ratelimits, "_FAILING", {})
+        answer = http.post("/token", data=grant, auth=(service.client_id, WRONG))
+        statuses.append(answer.status_code)
+    assert statuses == [401, 401, 401, 429]
+    assert_json_429(answer)
+    assert 60 < int(answer.headers["Retry-After"]) <= 3600  # the window's reset
+    # This process saw the client fail: it now checks before the view, and
+    # refuses even the right secret until the window ends.
+    assert_json_429(
+        http.post("/token", data=grant, auth=(service.client_id, service.secret))
+    )
+
+
 def test_endpoints_that_skip_the_limiter_carry_no_limit(app):
     """UNLIMITED_ENDPOINTS skip Flask-Limiter entirely; a limit added to one
     of them later must not go unenforced without anyone noticing."""
