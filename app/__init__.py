@@ -90,7 +90,9 @@ def create_app(config: dict | None = None) -> UnitOfWorkFlask:
     from app.web.logout.views import bp as logout_bp
     from app.web.logs import init_request_logging
     from app.web.probes import register_probes
-    from app.web.sessions import apply_queued_cookies
+    from app.web.sessions import CookieSessionInterface, apply_queued_cookies
+
+    app.session_interface = CookieSessionInterface()
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(passwords_bp)

@@ -136,14 +136,21 @@ def measure(app, scenario: str, n: int, profile: bool) -> float:
             raise SystemExit(f"{scenario}: {status} {body[:300]!r}")
     environs = requests_for(app, scenario, n)
     profiler = cProfile.Profile() if profile else None
-    start = time.process_time()
     if profiler:
         profiler.enable()
-    for environ in environs:
-        status, _ = _call(app, environ)
+    # Five slices, the median one counts: another process's burst on this
+    # shared machine lands in one slice, not in the figure.
+    slices = []
+    size = max(1, n // 5)
+    for start in range(0, n, size):
+        began = time.process_time()
+        for environ in environs[start : start + size]:
+            status, _ = _call(app, environ)
+        slices.append(
+            (time.process_time() - began) / len(environs[start : start + size])
+        )
     if profiler:
         profiler.disable()
-    used = time.process_time() - start
     if not status.startswith("200"):
         raise SystemExit(f"{scenario}: {status}")
     if profiler:
@@ -152,7 +159,7 @@ def measure(app, scenario: str, n: int, profile: bool) -> float:
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(45)
         print(out.getvalue())
-    return used / n * 1e6
+    return sorted(slices)[len(slices) // 2] * 1e6
 
 
 def main(argv=None) -> int:
@@ -179,7 +186,9 @@ def main(argv=None) -> int:
 
         app = create_app(env)
         for scenario in args.scenarios.split(","):
-            print(f"{scenario:20s} {measure(app, scenario, args.n, args.profile):8.0f} µs CPU")
+            print(
+                f"{scenario:20s} {measure(app, scenario, args.n, args.profile):8.0f} µs CPU"
+            )
     finally:
         database.drop()
     return 0

@@ -231,6 +231,8 @@ def attempt_limit(name: str, key_func: Callable[[], str]):
 def give_back_unfailed_attempts(response: Response) -> Response:
     """after_request hook: return the unit each failure limit took for this
     request unless the attempt was said to fail (``failed_attempt``)."""
+    if request.endpoint in UNLIMITED_ENDPOINTS:
+        return response
     if not isinstance(limiter.limiter, FixedWindowRateLimiter):
         return response  # other strategies cannot give back; count everything
     for limit in limiter.current_limits:
@@ -288,9 +290,10 @@ def address_key(address: str) -> str:
     return hash_token(address.strip().lower()[:320])[:32]
 
 
-# Machine endpoints that no limit decorates. Flask-Limiter would still
-# resolve and evaluate (empty) limit lists for each of their requests;
-# tests/security/test_rate_limits.py checks that none of them is limited.
+# Machine endpoints that no limit decorates. Flask-Limiter's request hooks
+# would still resolve and evaluate (empty) limit lists, and build and reset
+# its per-request context, for each of their requests: its three hooks skip
+# them. tests/security/test_rate_limits.py checks that none is limited.
 UNLIMITED_ENDPOINTS = frozenset(
     {
         "oauth.jwks",
@@ -299,14 +302,41 @@ UNLIMITED_ENDPOINTS = frozenset(
         "oauth_api.introspect",
         "oauth_api.revoke",
         "healthz",
+        "readyz",
     }
 )
 
 
-@limiter.request_filter
-def _unlimited_endpoint() -> bool:
-    return request.endpoint in UNLIMITED_ENDPOINTS
-
-
 def init_rate_limits(app) -> None:
+    """After ``limiter.init_app(app)``: Flask-Limiter's hooks skip the
+    UNLIMITED_ENDPOINTS, and failure limits give back what succeeded."""
+    hooks = (
+        app.before_request_funcs,
+        app.after_request_funcs,
+        app.teardown_request_funcs,
+    )
+    for table in hooks:
+        table[None] = [
+            _unless_unlimited(hook) if _is_limiters(hook) else hook
+            for hook in table.get(None, [])
+        ]
     app.after_request(give_back_unfailed_attempts)
+
+
+def _is_limiters(hook) -> bool:
+    owner = getattr(hook, "__self__", None)  # a bound method
+    if isinstance(hook, partial):  # its after_request hook
+        owner = hook.args[0] if hook.args else None
+    return owner is limiter
+
+
+def _unless_unlimited(hook):
+    @wraps(hook)
+    def hook_unless_unlimited(*args):
+        if request.endpoint in UNLIMITED_ENDPOINTS:
+            # An after_request hook hands the response on; the others'
+            # return values are ignored (before_request: None goes on).
+            return args[0] if args and isinstance(args[0], Response) else None
+        return hook(*args)
+
+    return hook_unless_unlimited

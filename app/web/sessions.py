@@ -13,6 +13,7 @@ from functools import wraps
 from urllib.parse import urlencode, urlparse
 
 from flask import current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 
 from app.cutoff.liveness import is_live, with_context
@@ -24,6 +25,18 @@ from app.models.device import describe_user_agent
 from app.security.opaque_tokens import hash_token, new_token
 
 DEVICE_COOKIE_MAX_AGE = 400 * 86400  # the longest lifetime browsers keep
+
+
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session (CSRF tokens, flashed messages), which
+    builds its signing serializer only when a request brings the cookie:
+    Flask's builds one for every request, and machine clients (the token,
+    introspection and JWKS endpoints) never bring one."""
+
+    def open_session(self, app, request):
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 @dataclass
