@@ -18,8 +18,9 @@ import base64
 import hashlib
 import hmac
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import update
+from sqlalchemy import Select, bindparam, update
 
 from app.cutoff.liveness import is_live, with_context
 from app.cutoff.services import revoke_grant, sid_for_tokens
@@ -32,6 +33,17 @@ from app.security.opaque_tokens import hash_token
 
 # HKDF info label of the successor key (app.security.crypto.derive_key).
 SUCCESSOR_KEY_PURPOSE = "latchkey/refresh-token-successor/v1"
+
+
+@cache
+def refresh_token_statement() -> Select:
+    """The grant, its context (is_live's rows) and the refresh token whose
+    SHA-256 is the ``token_hash`` parameter: one statement, built once."""
+    return (
+        with_context(Grant, RefreshToken)
+        .join(RefreshToken, RefreshToken.grant_id == Grant.id)
+        .where(RefreshToken.token_hash == bindparam("token_hash"))
+    )
 
 
 class RefreshRejected(Exception):
@@ -75,9 +87,7 @@ class RefreshRotation:
         if not value or len(value) > 200:
             raise RefreshRejected("malformed")
         row = db.session.execute(
-            with_context(Grant, RefreshToken)
-            .join(RefreshToken, RefreshToken.grant_id == Grant.id)
-            .where(RefreshToken.token_hash == hash_token(value))
+            refresh_token_statement(), {"token_hash": hash_token(value)}
         ).first()
         if row is None:
             raise RefreshRejected("unknown")
