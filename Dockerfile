@@ -18,7 +18,7 @@ COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
-COPY deploy/gunicorn.conf.py ./deploy/gunicorn.conf.py
+COPY deploy/serve.py ./deploy/serve.py
 # The root filesystem can be read-only (deploy/kubernetes): nothing is
 # written but Python's bytecode cache (off) and the metrics directory under
 # /tmp, which Kubernetes mounts as an emptyDir.
@@ -34,4 +34,4 @@ HEALTHCHECK --interval=30s --timeout=3s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 # Deploy steps run from the same image before the web processes start
 # (docs/PRODUCTION.md): flask db upgrade, then flask keys.
-CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "app.wsgi:app"]
+CMD ["python", "deploy/serve.py"]

@@ -1,8 +1,8 @@
 """Prometheus metrics at /metrics (prometheus-client).
 
-Under gunicorn every worker is its own process: set PROMETHEUS_MULTIPROC_DIR
-to an empty directory writable by the workers (deploy/gunicorn.conf.py marks dead
-workers' files) and /metrics adds up every worker's counters, whichever
+Every web worker is its own process: set PROMETHEUS_MULTIPROC_DIR to a
+directory writable by the workers (deploy/serve.py empties it at start) and
+/metrics adds up every worker's counters, whichever
 worker answers the scrape. Without it, /metrics shows this process only
 (fine for one-process trials).
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # A flask command in the same image (flask keys) writes there too;
-    # deploy/gunicorn.conf.py empties it when the server starts.
+    # deploy/serve.py empties it when the server starts.
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 REQUESTS = Counter(

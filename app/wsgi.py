@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: ``gunicorn app.wsgi:app``."""
+"""WSGI entry point: ``app.wsgi:app``, which deploy/serve.py has granian serve."""
 
 from app import create_app
 

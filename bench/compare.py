@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10, help="s per side per round")
     p.add_argument("--slices", type=int, default=5)
     p.add_argument("--warmup", type=float, default=3)
-    p.add_argument("--server", choices=SERVERS, default="sync")
+    p.add_argument("--server", choices=SERVERS, default="granian")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4, help="gthread / granian")
     p.add_argument("--peer", choices=sorted(PEER_TARGETS), default="noid")

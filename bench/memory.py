@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
     p.add_argument("--minutes", type=float, default=10)
-    p.add_argument("--server", choices=SERVERS, default="gthread")
+    p.add_argument("--server", choices=SERVERS, default="granian")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--conns", type=int, default=16)

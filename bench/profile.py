@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-s", "--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--conns", type=int, default=2)
-    p.add_argument("--server", choices=SERVERS, default="sync")
+    p.add_argument("--server", choices=SERVERS, default="granian")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")

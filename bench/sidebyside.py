@@ -4,9 +4,10 @@ with production settings (loopback http issuer), its pid in
 bench/run/latchkey.pid and its settings in bench/run/latchkey.env.json
 (read by bench/mint.py).
 
-Servers: ``sync`` (gunicorn sync workers, the default), ``gthread``
-(gunicorn threads, keep-alive) and ``granian`` (Rust HTTP server, WSGI
-interface), each with ``workers`` processes.
+Servers: ``granian`` (Rust HTTP server, WSGI interface: what production
+runs, deploy/serve.py, and the default), ``sync`` (gunicorn sync workers)
+and ``gthread`` (gunicorn threads, keep-alive), each with ``workers``
+processes.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class LatchkeyServer:
     def __init__(
         self,
         db_kind: str,
-        kind="sync",
+        kind="granian",
         workers=2,
         threads=1,
         redis=None,

@@ -199,7 +199,9 @@ def factories(app):
 
 
 class LiveServer:
-    """A real Latchkey process (gunicorn) on 127.0.0.1."""
+    """A real Latchkey server on 127.0.0.1, started as production starts it
+    (deploy/serve.py: granian's WSGI server, ``workers`` processes of
+    ``threads`` threads)."""
 
     def __init__(
         self, env: dict, port: int, log_dir: Path, workers=2, threads=4, probe=True
@@ -208,22 +210,18 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_dir / f"server-{port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                str(workers),
-                "--threads",
-                str(threads),
-                "-b",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "2",
-                "app.wsgi:app",
-            ],
+            [sys.executable, "deploy/serve.py"],
             cwd=ROOT,
-            env={**os.environ, **env},
+            env={
+                **os.environ,
+                **env,
+                "GRANIAN_HOST": "127.0.0.1",
+                "GRANIAN_PORT": str(port),
+                "GRANIAN_WORKERS": str(workers),
+                "GRANIAN_BLOCKING_THREADS": str(threads),
+                "GRANIAN_WORKERS_KILL_TIMEOUT": "2",
+                "GRANIAN_LOG_LEVEL": "warning",
+            },
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

@@ -1,6 +1,7 @@
-"""The production server configuration, deploy/gunicorn.conf.py, as the
-Docker image runs it: it serves, with threads, and its logs never carry an
-authorization code or an emailed link."""
+"""The production server, deploy/serve.py (granian), as the Docker image
+runs it: it serves, with threads, empties the metrics directory of an
+earlier run, and its logs never carry an authorization code or an emailed
+link."""
 
 from __future__ import annotations
 
@@ -18,25 +19,25 @@ from tests.conftest import ROOT, free_port
 def start(env: dict, log, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py",
-         *extra, "app.wsgi:app"],
+        [sys.executable, "deploy/serve.py", *extra],
         cwd=ROOT,
-        env={**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}",
-             "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"},
+        env={**os.environ, **env, "GRANIAN_HOST": "127.0.0.1",
+             "GRANIAN_PORT": str(port), "GRANIAN_WORKERS": "1",
+             "GRANIAN_BLOCKING_THREADS": "2"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "gunicorn exited"
+        assert proc.poll() is None, "the server exited"
         try:
             if requests.get(url + "/healthz", timeout=5).status_code == 200:
                 return proc, url
         except requests.RequestException:
             time.sleep(0.1)
     proc.kill()
-    raise AssertionError("gunicorn did not start")
+    raise AssertionError("the server did not start")
 
 
 def serve_and_log(env: dict, log_path, secret: str, *extra: str) -> str:
@@ -61,14 +62,30 @@ def serve_and_log(env: dict, log_path, secret: str, *extra: str) -> str:
     return log_path.read_text()
 
 
-def test_production_config_serves_and_logs_no_code_or_link(app, base_env, tmp_path):
+def test_production_server_serves_and_logs_no_code_or_link(app, base_env, tmp_path):
     secret = secrets.token_urlsafe(24)
-    output = serve_and_log(base_env, tmp_path / "gunicorn.log", secret)
-    assert "Using worker: gthread" in output  # the config was read
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_123.db").write_bytes(b"an earlier run's counters")
+    env = {**base_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    output = serve_and_log(env, tmp_path / "server.log", secret)
+    assert "WSGI" in output  # granian says which interface it serves
     assert "Traceback" not in output
     assert secret not in output
-    # The control: gunicorn's access log, had it been on, prints both.
-    control = serve_and_log(
-        base_env, tmp_path / "control.log", secret, "--access-logfile", "-"
-    )
-    assert control.count(secret) >= 2
+    assert not (metrics / "counter_123.db").exists()
+    # The control: granian's access log, had it been on, prints the reset
+    # link's path (its default format leaves the query out).
+    control = serve_and_log(env, tmp_path / "control.log", secret, "--access-log")
+    assert f"/password/reset/{secret}" in control
+
+
+def test_operator_settings_win_over_the_defaults():
+    """Every GRANIAN_* variable an operator sets is granian's to read; the
+    script only fills in those left unset."""
+    from deploy.serve import environment
+
+    env = environment({"GRANIAN_WORKERS": "3", "GRANIAN_PORT": "9000"})
+    assert env["GRANIAN_WORKERS"] == "3"
+    assert env["GRANIAN_PORT"] == "9000"
+    assert env["GRANIAN_INTERFACE"] == "wsgi"
+    assert env["GRANIAN_LOG_ACCESS_ENABLED"] == "false"

@@ -75,7 +75,7 @@ def resource_server(register):
 @pytest.fixture
 def page(page):
     """The shared Chromium's fresh page, with more patience: the first
-    sign-in of a run (cold gunicorn workers, argon2) on a busy machine can
+    sign-in of a run (cold workers, argon2) on a busy machine can
     pass the 10 s default. A limit, not a wait: passing runs are as fast."""
     page.set_default_timeout(30_000)
     return page

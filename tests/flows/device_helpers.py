@@ -65,7 +65,7 @@ def shared_server(request, base_env: dict, log_dir, settings: dict) -> LiveServe
 
 
 def _quick_stop(server: LiveServer) -> None:
-    # SIGINT is gunicorn's quick shutdown: nothing here needs draining.
+    # SIGINT stops the server at once: nothing here needs draining.
     server.proc.send_signal(signal.SIGINT)
     try:
         server.proc.wait(10)

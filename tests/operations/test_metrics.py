@@ -1,6 +1,6 @@
 """/metrics: Prometheus series for requests, latency, tokens by grant,
 refresh reuse, rate-limit hits, the outbox backlog and the Redis fallback,
-summed over every worker of a live gunicorn server."""
+summed over every worker of a live server."""
 
 from pathlib import Path
 

@@ -1,7 +1,7 @@
-"""Threaded gunicorn workers (`--threads 8`): a fresh worker's first
-concurrent requests all succeed, whatever each one touches first (the
-signing keys, the database pool, Authlib's server, the rate limiter, the
-templates)."""
+"""Threaded workers (8 blocking threads, as deploy/serve.py runs them): a
+fresh worker's first concurrent requests all succeed, whatever each one
+touches first (the signing keys, the database pool, Authlib's server, the
+rate limiter, the templates)."""
 
 import threading
 

@@ -5,7 +5,7 @@ token endpoint per client, the 429 answers, and the owner's one notice.
 In-process tests set small limits on the session's app (limits are read
 from the settings per request) and give each test its own client address,
 so that they share no counter with the rest of the suite; the parallel test
-runs against its own live server (gunicorn, two processes) sharing Redis.
+runs against its own live server (two worker processes) sharing Redis.
 """
 
 from __future__ import annotations
