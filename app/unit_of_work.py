@@ -70,13 +70,26 @@ def _end_unit_of_work() -> None:
     # the error answer that follows finds a usable session, and propagates.
     # A request that never touched the database (JWKS, discovery) has no
     # transaction: committing would begin one only to end it, on every call.
-    if not db.session().in_transaction():
+    # One that read in autocommit (without_transaction: introspection, a
+    # client_credentials grant) has nothing left to commit unless it added
+    # or changed ORM objects since: its statements ended as they ran.
+    session = db.session()
+    if not session.in_transaction():
+        return
+    if _in_autocommit(session) and not (
+        session.new or session.dirty or session.deleted
+    ):
         return
     try:
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+
+
+def _in_autocommit(session) -> bool:
+    connection = session.connection()
+    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def abandon_unit_of_work() -> None:

@@ -124,6 +124,45 @@ def test_a_commit_that_fails_is_answered_500_not_200(base_env, factories, person
     assert len(count) == 1
 
 
+def test_a_read_in_autocommit_skips_the_commit_unless_it_wrote(
+    base_env, person, monkeypatch
+):
+    """without_transaction() (introspection, client credentials): a request
+    that only read ends with no commit; one that then added an ORM object
+    still has it committed."""
+    from app.extensions import without_transaction
+
+    fresh = create_app(dict(base_env))
+    commits = []
+    real_commit = db.session.commit
+    monkeypatch.setattr(
+        db.session, "commit", lambda: commits.append(1) or real_commit()
+    )
+
+    @fresh.route("/_test/read-only")
+    def read_only():
+        without_transaction()
+        return db.session.get(Account, person.id).name
+
+    @fresh.route("/_test/read-then-add")
+    def read_then_add():
+        without_transaction()
+        db.session.get(Account, person.id)
+        db.session.add(Account(email="added-" + person.email, name="Added"))
+        return "added"
+
+    assert fresh.test_client().get("/_test/read-only").text == "Before"
+    assert commits == []
+    assert fresh.test_client().get("/_test/read-then-add").text == "added"
+    assert commits == [1]
+    with fresh.app_context():
+        added = db.session.execute(
+            select(Account.id).where(Account.email == "added-" + person.email)
+        ).all()
+        db.session.remove()
+    assert len(added) == 1
+
+
 @pytest.mark.skipif(
     os.environ.get("LATCHKEY_TEST_DB", "sqlite") != "postgresql",
     reason="PostgreSQL refuses a NUL byte in text; SQLite stores it",
