@@ -73,6 +73,8 @@ def _end_unit_of_work() -> None:
     # One that read in autocommit (without_transaction: introspection, a
     # client_credentials grant) has nothing left to commit unless it added
     # or changed ORM objects since: its statements ended as they ran.
+    if not db.session.registry.has():
+        return  # not even a session was made (building one costs too)
     session = db.session()
     if not session.in_transaction():
         return
