@@ -35,17 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.compare import SCENARIOS  # noqa: E402
 from bench.data import Database  # noqa: E402
 from bench.sidebyside import TARGET, latchkey_env, seed  # noqa: E402
-
-SCENARIOS = (
-    "client_credentials",
-    "introspection",
-    "refresh",
-    "revocation",
-    "jwks",
-    "discovery",
-)
 
 
 def _basic(section: dict) -> str:
