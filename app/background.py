@@ -17,7 +17,7 @@ POLL_SECONDS = 2.0
 
 def _is_flask_run() -> bool:
     """Whether this app is being built by `flask run` (not `flask db
-    upgrade`, another command, gunicorn or a test)."""
+    upgrade`, another command, the production server or a test)."""
     from flask.cli import run_command
 
     ctx = click.get_current_context(silent=True)

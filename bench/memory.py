@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +25,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.compare import SCENARIOS  # noqa: E402
-from bench.sidebyside import SERVERS, LatchkeyServer, harness_copy  # noqa: E402
+from bench.sidebyside import (  # noqa: E402
+    SERVERS,
+    LatchkeyServer,
+    harness_copy,
+    run_harness_bench,
+)
 
 
 def workers(master: int) -> list[int]:
@@ -81,22 +85,7 @@ def main(argv=None) -> int:
                 for scenario in SCENARIOS:
                     if time.monotonic() >= deadline:
                         break
-                    subprocess.run(
-                        [
-                            sys.executable,
-                            str(perf / "bench.py"),
-                            str(server.target),
-                            "-s",
-                            scenario,
-                            "-d",
-                            "20",
-                            "-c",
-                            str(args.conns),
-                        ],
-                        cwd=perf,
-                        check=True,
-                        stdout=subprocess.DEVNULL,
-                    )
+                    run_harness_bench(perf, server.target, scenario, 20, args.conns)
                     requests += 1
     finally:
         done.set()

@@ -30,7 +30,13 @@ if str(ROOT) not in sys.path:
 
 from bench import profiling  # noqa: E402
 from bench.compare import SCENARIOS  # noqa: E402
-from bench.sidebyside import PORT, SERVERS, LatchkeyServer, harness_copy  # noqa: E402
+from bench.sidebyside import (  # noqa: E402
+    PORT,
+    SERVERS,
+    LatchkeyServer,
+    harness_copy,
+    run_harness_bench,
+)
 
 PROFILES = ROOT / "bench" / "profiles"
 
@@ -77,31 +83,19 @@ def record(perf: Path, server, scenario: str, args, raw: Path) -> str:
     )
     time.sleep(1)  # py-spy attaches
     try:
-        bench = subprocess.run(
-            [
-                sys.executable,
-                str(perf / "bench.py"),
-                str(server.target),
-                "-s",
-                scenario,
-                "-d",
-                str(args.seconds),
-                "-c",
-                str(args.conns),
-                "-t",
-                str(min(2, args.conns)),
-                "--expected-rps",  # small pools: minting is not what is profiled
-                "300",
-            ],
-            cwd=perf,
-            capture_output=True,
-            text=True,
-            check=True,
+        # Small pools (--expected-rps): minting is not what is profiled.
+        return run_harness_bench(
+            perf,
+            server.target,
+            scenario,
+            args.seconds,
+            args.conns,
+            "--expected-rps",
+            "300",
         )
     finally:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
         spy.wait(60)
-    return bench.stdout
 
 
 def requests_only(raw: Path) -> Path:

@@ -235,6 +235,34 @@ class LatchkeyServer:
         self.database.drop()
 
 
+def run_harness_bench(
+    perf: Path, target: Path, scenario: str, seconds: float, conns: int, *extra: str
+) -> str:
+    """Drive one ``scenario`` for ``seconds`` at ``conns`` connections with
+    the harness's bench.py (``perf``: a harness_copy); its printed report.
+    Raises CalledProcessError when the harness fails."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(perf / "bench.py"),
+            str(target),
+            "-s",
+            scenario,
+            "-d",
+            str(seconds),
+            "-c",
+            str(conns),
+            "-t",
+            str(min(2, conns)),
+            *extra,
+        ],
+        cwd=perf,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def harness_copy(source: Path, into: Path) -> Path:
     """A writable copy of the shared harness (it writes run/ and results/
     beside its scripts, and installs the peer there)."""

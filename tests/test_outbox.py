@@ -232,7 +232,7 @@ def test_the_dev_thread_is_only_for_flask_run():
     from flask.cli import run_command
 
     plain = Flask("plain")
-    assert install_dev_worker(plain) is False  # a test, a command, gunicorn
+    assert install_dev_worker(plain) is False  # a test, a command, a server
     assert not plain.before_request_funcs
 
     served = Flask("served")
