@@ -73,9 +73,13 @@ FALLBACK = Gauge(
 )
 
 
-def _endpoint() -> str:
-    # The Flask endpoint name, never the raw path: bounded label values.
-    return request.endpoint or "unmatched"
+# Label values come from small fixed sets: the Flask endpoint name, never
+# the raw path; a method outside these, which a client may make up, is
+# "OTHER" (each distinct value would be a new series in every worker).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# (endpoint, method, status) -> the request counter's and the latency
+# histogram's children: labels() validates and locks on every call.
+_children: dict[tuple[str, str, int], tuple] = {}
 
 
 def _start_timer():
@@ -83,12 +87,22 @@ def _start_timer():
 
 
 def _count(response: Response) -> Response:
-    endpoint = _endpoint()
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    endpoint = req.endpoint or "unmatched"
+    method = req.method if req.method in KNOWN_METHODS else "OTHER"
+    status = response.status_code
+    key = (endpoint, method, status)
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (
+            REQUESTS.labels(endpoint, method, str(status)),
+            LATENCY.labels(endpoint),
+        )
+    children[0].inc()
     started = g.get("metrics_started")
     if started is not None:
-        LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-    if response.status_code == 429:
+        children[1].observe(time.perf_counter() - started)
+    if status == 429:
         RATE_LIMIT_HITS.labels(endpoint).inc()
     return response
 

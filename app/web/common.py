@@ -216,6 +216,9 @@ def register_error_handlers(app):
         ), 500
 
 
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 def refuse_repeated_parameters():
     """before_request: a parameter sent more than once is bad input.
 
@@ -225,8 +228,14 @@ def refuse_repeated_parameters():
     for every route, counting the query and the form body together: which
     copy a view would read must never be a question.
     """
+    req = request._get_current_object()
+    # Werkzeug parses a body into request.form for these two types only;
+    # asking for any other's (a GET's, a JSON body's) would parse nothing.
+    sources = [req.args] if req.query_string else []
+    if req.mimetype in _FORM_TYPES:
+        sources.append(req.form)
     counts: dict[str, int] = {}
-    for source in (request.args, request.form):
+    for source in sources:
         for name, values in source.lists():
             counts[name] = counts.get(name, 0) + len(values)
     if any(count > 1 for count in counts.values()):
@@ -240,18 +249,23 @@ SECURITY_HEADERS = (
     # Styles come only from our own stylesheet (static/latchkey.css).
     ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
 )
+_SECURITY_HEADERS_LOWERED = tuple((n.lower(), n, v) for n, v in SECURITY_HEADERS)
+# The answers that carry a secret of their own (a code page, a token).
+_NO_STORE_PATHS = frozenset({"/login", "/authorize", "/token", "/userinfo"})
 
 
 def security_headers(response):
     """after_request hook: the headers every answer carries, unless the view
     set its own."""
     headers = response.headers
-    for name, value in SECURITY_HEADERS:
-        # Not headers.setdefault: Werkzeug's raises and catches a
-        # BadRequestKeyError for each missing header, on every request.
-        if name not in headers:
-            headers[name] = value
-    if request.path in ("/login", "/authorize", "/token", "/userinfo"):
+    # One pass over the headers, not a case-insensitive scan per name
+    # (Werkzeug's setdefault also raised and caught a KeyError for each
+    # missing one): this runs for every request.
+    present = set(headers.keys(lower=True))
+    for lowered, name, value in _SECURITY_HEADERS_LOWERED:
+        if lowered not in present:
+            headers.add(name, value)
+    if request.path in _NO_STORE_PATHS:
         headers["Cache-Control"] = "no-store"
     settings = current_app.config["LATCHKEY"]
     # RFC 6797 §6.1: browsers that met us over https never try plain http
@@ -261,7 +275,7 @@ def security_headers(response):
     if (
         settings.is_production
         and settings.issuer.startswith("https://")
-        and "Strict-Transport-Security" not in headers
+        and "strict-transport-security" not in present
     ):
         headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE}"
     return response

@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, g, has_request_context, request
 
+from app.metrics import KNOWN_METHODS
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept when it looks like one (a UUID, a proxy's hex id);
 # anything else (too long, spaces, control characters that would forge log
 # lines) is replaced by our own.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 access_log = logging.getLogger("latchkey.access")
 _HANDLER_MARK = "_latchkey_handler"
@@ -50,7 +51,8 @@ class RequestIdFilter(logging.Filter):
         # request line, query included, also in its error lines.
         if record.name == "werkzeug" and " - - [" in str(record.msg):
             return False
-        record.request_id = request_id() if has_request_context() else "-"
+        if not hasattr(record, "request_id"):  # the access line brings its own
+            record.request_id = request_id() if has_request_context() else "-"
         return True
 
 
@@ -103,25 +105,39 @@ def _start() -> None:
 
 
 def _log_access(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = request_id()
-    started = g.get("access_started", time.perf_counter())
-    rule = request.url_rule
-    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    """after_request hook: the X-Request-ID header and the access line.
+
+    It runs for every request, the machine endpoints' included, so it reads
+    the request context once, not once per field, and hands the record
+    straight to the logger's handlers: ``Logger.info`` would also walk the
+    stack for a caller that no line Latchkey writes shows.
+    """
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    state = g._get_current_object()
+    rid = state.get("request_id") or request_id()
+    response.headers[REQUEST_ID_HEADER] = rid
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
+    started = state.get("access_started", time.perf_counter())
+    rule = req.url_rule
+    method = req.method if req.method in KNOWN_METHODS else "OTHER"
     route = rule.rule if rule is not None else "<unmatched>"
     status = response.status_code
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    from app.web.sessions import client_ip
-
+    ip = req.remote_addr or ""
     fields = {
         "method": method,
         "route": route,
         "status": status,
         "duration_ms": duration_ms,
-        "client_ip": client_ip(),
+        "client_ip": ip,
     }
-    access_log.info(
-        "%s %s %s %sms %s", method, route, status, duration_ms, fields["client_ip"],
-        extra={"access": fields},
+    access_log.handle(
+        access_log.makeRecord(
+            access_log.name, logging.INFO, "", 0,
+            "%s %s %s %sms %s", (method, route, status, duration_ms, ip), None,
+            extra={"access": fields, "request_id": rid},
+        )
     )  # fmt: skip
     return response
 

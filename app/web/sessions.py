@@ -72,8 +72,11 @@ def _queue_cookie(name, value, max_age):
 
 def apply_queued_cookies(response):
     """after_request hook: write the cookies the request decided on."""
+    queued = g.get("cookies_to_set")
+    if not queued:  # every machine request: no issuer to parse
+        return response
     secure = _cookies_secure()
-    for name, value, max_age in g.get("cookies_to_set", []):
+    for name, value, max_age in queued:
         if value is None:
             response.delete_cookie(name, httponly=True, samesite="Lax", secure=secure)
         else:

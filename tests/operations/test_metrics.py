@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from app.extensions import db
+from app.metrics import KNOWN_METHODS
 from app.outbox.services import enqueue
 from tests.flows.helpers import (
     TIMEOUT,
@@ -128,6 +129,16 @@ def test_metrics_count_what_every_worker_did(
     }
     assert "unmatched" in names
     assert not any("/" in n for n in names)
+    # Methods too: one a client makes up is "OTHER", not a new series each.
+    for made_up in ("FROBNICATE", "X" * 40):
+        requests.request(made_up, url + "/jwks.json", timeout=TIMEOUT)
+    methods = {
+        s.labels.get("method")
+        for s in _samples(url)
+        if s.name == "latchkey_http_requests_total"
+    }
+    assert "OTHER" in methods
+    assert methods <= KNOWN_METHODS | {"OTHER"}
 
 
 def test_the_redis_fallback_is_exposed_and_logged(start_server, tmp_path):
