@@ -70,15 +70,15 @@ def _end_unit_of_work() -> None:
     # the error answer that follows finds a usable session, and propagates.
     # A request that never touched the database (JWKS, discovery) has no
     # transaction: committing would begin one only to end it, on every call.
-    # One that read in autocommit (without_transaction: introspection, a
-    # client_credentials grant) has nothing left to commit unless it added
-    # or changed ORM objects since: its statements ended as they ran.
+    # One whose statements ended as they ran (see _no_transaction_open:
+    # introspection, a client_credentials grant) has nothing left to commit
+    # unless it added or changed ORM objects since.
     if not db.session.registry.has():
         return  # not even a session was made (building one costs too)
     session = db.session()
     if not session.in_transaction():
         return
-    if _in_autocommit(session) and not (
+    if _no_transaction_open(session) and not (
         session.new or session.dirty or session.deleted
     ):
         return
@@ -89,9 +89,19 @@ def _end_unit_of_work() -> None:
         raise
 
 
-def _in_autocommit(session) -> bool:
+def _no_transaction_open(session) -> bool:
+    """Whether the database holds no transaction of this session's: its
+    connection is in AUTOCOMMIT (without_transaction, on PostgreSQL), or it
+    is SQLite's and nothing has written, since Python's sqlite3 opens a
+    transaction only before a statement that writes (its legacy
+    transaction control). A commit would then only cost the call."""
     connection = session.connection()
-    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return True
+    return (
+        connection.dialect.name == "sqlite"
+        and not connection.connection.dbapi_connection.in_transaction
+    )
 
 
 def abandon_unit_of_work() -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.exceptions import BadRequest
 
 from app import create_app
@@ -151,16 +151,30 @@ def test_a_read_in_autocommit_skips_the_commit_unless_it_wrote(
         db.session.add(Account(email="added-" + person.email, name="Added"))
         return "added"
 
+    @fresh.route("/_test/read-then-update")
+    def read_then_update():
+        without_transaction()
+        db.session.get(Account, person.id)
+        # A Core statement leaves no ORM object pending: on SQLite only the
+        # transaction sqlite3 opened for it says there is work to commit.
+        db.session.execute(
+            update(Account).where(Account.id == person.id).values(name="Updated")
+        )
+        return "updated"
+
     assert fresh.test_client().get("/_test/read-only").text == "Before"
     assert commits == []
     assert fresh.test_client().get("/_test/read-then-add").text == "added"
     assert commits == [1]
+    assert fresh.test_client().get("/_test/read-then-update").text == "updated"
     with fresh.app_context():
         added = db.session.execute(
             select(Account.id).where(Account.email == "added-" + person.email)
         ).all()
+        name = db.session.get(Account, person.id).name
         db.session.remove()
     assert len(added) == 1
+    assert name == "Updated"
 
 
 @pytest.mark.skipif(
