@@ -19,8 +19,9 @@ import hashlib
 import hmac
 from datetime import datetime, timedelta
 from functools import cache
+from typing import cast
 
-from sqlalchemy import Select, bindparam, insert, update
+from sqlalchemy import Select, Table, bindparam, insert, update
 
 from app.cutoff.liveness import is_live, with_context
 from app.cutoff.services import revoke_grant, sid_for_tokens
@@ -46,7 +47,8 @@ def refresh_token_statement() -> Select:
     )
 
 
-_INSERT_REFRESH_TOKEN = insert(RefreshToken.__table__)
+# The declarative table is a Table; its attribute is typed as FromClause.
+_INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshToken.__table__))
 
 
 class RefreshRejected(Exception):
