@@ -171,14 +171,12 @@ def _clean_tables(request):
         tables = [
             t for t in reversed(db.metadata.sorted_tables) if t.name not in KEPT_TABLES
         ]
-        if db.engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            with db.engine.begin() as conn:
-                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            with db.engine.begin() as conn:
-                for t in tables:
-                    conn.execute(t.delete())
+        # DELETE, child tables first, on both databases: a test leaves a
+        # few rows, and PostgreSQL's TRUNCATE makes every table a new file
+        # whether it held rows or not (about 0.1 s per test here).
+        with db.engine.begin() as conn:
+            for t in tables:
+                conn.execute(t.delete())
 
 
 @pytest.fixture
