@@ -17,9 +17,10 @@ database still holds hashes only.
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
-from typing import cast
+from typing import TypeVar, cast
 
 from sqlalchemy import Select, Table, bindparam, insert, update
 
@@ -31,6 +32,8 @@ from app.models import Account, BrowserSession, Client, Device, Grant, RefreshTo
 from app.models.base import claim_once, utcnow
 from app.oauth.tokens import Subject
 from app.security.opaque_tokens import hash_token
+
+T = TypeVar("T")
 
 # HKDF info label of the successor key (app.security.crypto.derive_key).
 SUCCESSOR_KEY_PURPOSE = "latchkey/refresh-token-successor/v1"
@@ -81,8 +84,24 @@ class RefreshRotation:
         seconds = client.refresh_grace_seconds
         return timedelta(seconds=self.default_grace if seconds is None else seconds)
 
-    def rotate(self, value: str, client: Client, who: Who = NOBODY) -> Subject:
-        """Exchange ``value`` for its successor; returns the Subject to issue for.
+    def rotate(
+        self,
+        value: str,
+        client: Client,
+        issue: Callable[[Subject], T],
+        who: Who = NOBODY,
+    ) -> T:
+        """Exchange ``value`` for its successor: ``issue(subject)`` makes
+        the answer (the token response) for the Subject to issue for, and
+        is returned.
+
+        ``issue`` runs before the conditional UPDATE that makes the
+        successor live, so the write lock (SQLite) or the grant's row lock
+        (PostgreSQL) is held from that UPDATE to the commit only, not
+        across signing the new tokens. An exception out of ``issue`` (a
+        scope the grant lacks) leaves nothing written. Of concurrent
+        rotations of one token, the loser's answer is its retry (the same
+        successor, if within the grace window) or a reuse.
 
         Raises RefreshRejected (the caller answers invalid_grant, RFC 6749
         §5.2, saying nothing of why). On reuse the grant is revoked before raising; the
@@ -107,14 +126,18 @@ class RefreshRotation:
             raise RefreshRejected("expired")
         successor = self.successor(value)
         if token.seq == grant.live_seq:
+            answer = issue(self._subject(grant, account, device, session, successor))
             if self._advance(grant, token.seq, successor, now):
-                return self._subject(grant, account, device, session, successor)
+                return answer
             # Another request rotated it first; see what it left.
             db.session.refresh(grant)
-        if self._is_retry(grant, token, client, now):
+            if self._is_retry(grant, token, client, now):
+                # Its successor is the one this answer carries.
+                return answer
+        elif self._is_retry(grant, token, client, now):
             # The successor of this token is the live one: hand it out again
             # (with a fresh access token), replacing nothing.
-            return self._subject(grant, account, device, session, successor)
+            return issue(self._subject(grant, account, device, session, successor))
         self._reused(grant, account, client, who)
         raise RefreshRejected("reused")
 

@@ -188,9 +188,7 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         scope = client.get_allowed_scope(scope) if scope else ""
         if user is not None and user.grant is None:
             self.issuer_service.create_grant(user, client, scope, include_refresh_token)
-        token = self.issuer_service.token_response(client, scope, user)
-        TOKENS_ISSUED.labels(grant_type).inc()
-        return token
+        return self.issuer_service.token_response(client, scope, user)
 
 
 def _refused_error_description(exc: ValueError) -> bool:
@@ -230,6 +228,10 @@ def _query_client(client_id):
 
 
 def _save_token(token, request):
+    """Every grant calls this once it answers with ``token``: the count of
+    responses issued is kept here, not where tokens are made, since a
+    refresh makes its tokens before it knows it won the rotation."""
+    TOKENS_ISSUED.labels(request.payload.grant_type).inc()
     code = getattr(request, "authorization_code", None)
     if code is not None and request.user is not None and request.user.grant:
         db.session.execute(
@@ -483,31 +485,38 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidRequestError("Missing 'refresh_token' in request.")
 
     def create_token_response(self):
-        client = self.request.client
         try:
-            subject = self.server.rotation.rotate(
+            token = self.server.rotation.rotate(
                 self.request.form.get("refresh_token"),
-                client,
+                self.request.client,
+                self._issue,
                 request_who(),
             )
         except RefreshRejected as exc:
             # No rollback: a rejection writes nothing but a reuse's
             # revocation, which the error answer's commit must keep.
             raise InvalidGrantError("The refresh token is invalid.") from exc
-        granted = set((subject.grant.scope or "").split())
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def _issue(self, subject: Subject) -> dict:
+        """The token response for ``subject``, made before the rotation
+        writes anything (RefreshRotation.rotate): a scope the grant lacks
+        (RFC 6749 §6) is refused with nothing written."""
+        grant = subject.grant
+        if grant is None:  # rotate() always names the grant it rotated
+            raise ValueError("a refreshed Subject needs its grant")
+        granted = set((grant.scope or "").split())
         asked = self.request.form.get("scope")
-        scope = subject.grant.scope
+        scope = grant.scope
         if asked:
             if not set(asked.split()) <= granted:
-                db.session.rollback()
                 raise InvalidScopeError()
             scope = asked
         self.request.user = subject
-        token = self.generate_token(
+        return self.generate_token(
             user=subject, scope=scope, include_refresh_token=True
         )
-        self.save_token(token)
-        return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
