@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
