@@ -112,19 +112,20 @@ def _log_access(response: Response) -> Response:
     straight to the logger's handlers: ``Logger.info`` would also walk the
     stack for a caller that no line Latchkey writes shows.
     """
+    from app.web.sessions import client_ip
+
     req = request._get_current_object()  # type: ignore[attr-defined]
-    state = g._get_current_object()
-    rid = state.get("request_id") or request_id()
+    rid = request_id()
     response.headers[REQUEST_ID_HEADER] = rid
     if not access_log.isEnabledFor(logging.INFO):
         return response
-    started = state.get("access_started", time.perf_counter())
+    started = g.get("access_started", time.perf_counter())
     rule = req.url_rule
     method = req.method if req.method in KNOWN_METHODS else "OTHER"
     route = rule.rule if rule is not None else "<unmatched>"
     status = response.status_code
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    ip = req.remote_addr or ""
+    ip = client_ip()
     fields = {
         "method": method,
         "route": route,
