@@ -8,6 +8,7 @@ from app.extensions import csrf, db, limiter, migrate
 from app.logout.backchannel import HANDLERS as LOGOUT_HANDLERS
 from app.mail.services import HANDLERS as MAIL_HANDLERS
 from app.outbox.services import outbox_status, register_handlers
+from app.sqlite_writers import QueuedWriterConnection
 from app.unit_of_work import UnitOfWorkFlask, init_unit_of_work
 from app.web.ratelimits import init_rate_limits
 from app.wiring import Services
@@ -136,8 +137,10 @@ def create_app(config: dict | None = None) -> UnitOfWorkFlask:
 
 def _engine_options(settings) -> dict:
     if settings.database_url.startswith("sqlite"):
-        # Several processes share one file in the trial and the tests.
-        return {"connect_args": {"timeout": 30}}
+        # Several processes share one file in the trial and the tests; their
+        # writers queue in app/sqlite_writers.py rather than in SQLite's
+        # sleeping busy handler, which stays behind it with this timeout.
+        return {"connect_args": {"timeout": 30, "factory": QueuedWriterConnection}}
     # No pool_pre_ping: it costs a round trip at the start of every request.
     # After a database restart the first statement on a stale connection
     # fails (that one request answers 500) and SQLAlchemy then discards the
