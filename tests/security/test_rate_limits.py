@@ -372,6 +372,51 @@ def test_token_limit_is_lazy_but_exact(app, factories, set_limits, monkeypatch):
     )
 
 
+def test_a_lazy_success_skips_flask_limiter_only_while_it_is_the_one_limit(
+    app, factories, set_limits, monkeypatch
+):
+    """A success under a lazy limit calls the view without Flask-Limiter
+    (issue 13: ~85 µs of every token request), but only while nothing else
+    would be checked for the view: a second limit on it, or any limit
+    outside views, puts Flask-Limiter back in the path."""
+    from flask_limiter.util import get_qualified_name
+
+    from app.extensions import limiter
+    from app.web import ratelimits
+
+    set_limits(token_client="3/hour")
+    service = factories.client(machine=True)
+    http = app.test_client()
+    grant = {"grant_type": "client_credentials"}
+    checked: list[str] = []
+    real_check = limiter._check_request_limit
+
+    def spy(*args, **kwargs):
+        checked.append(kwargs.get("callable_name", ""))
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(limiter, "_check_request_limit", spy)
+
+    def succeed():
+        answer = http.post(
+            "/token", data=grant, auth=(service.client_id, service.secret)
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+
+    succeed()
+    assert checked == []
+    name = get_qualified_name(app.view_functions["oauth.token"])
+    decorated = limiter.limit_manager._decorated_limits
+    second = limiter.limit("1000/hour")  # what another decorator would add
+    monkeypatch.setitem(decorated, name, [*decorated[name], second])
+    succeed()
+    assert checked == [name]
+    monkeypatch.setitem(decorated, name, decorated[name][:1])
+    monkeypatch.setattr(ratelimits, "_limits_outside_views", lambda: True)
+    succeed()
+    assert checked == [name, name]
+
+
 def test_endpoints_that_skip_the_limiter_carry_no_limit(app):
     """UNLIMITED_ENDPOINTS skip Flask-Limiter entirely; a limit added to one
     of them later must not go unenforced without anyone noticing."""
