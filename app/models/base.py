@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Update
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -89,7 +89,7 @@ class AuthContext:
         return mapped_column(String(64), nullable=False, default="0")
 
 
-def claim_once(statement: Update) -> bool:
+def claim_once(statement: Update, params: dict[str, Any] | None = None) -> bool:
     """Run ``statement``, a conditional ``UPDATE … WHERE <the row> AND <not
     yet claimed>``, and return True if this caller won the claim.
 
@@ -102,6 +102,7 @@ def claim_once(statement: Update) -> bool:
     redeemed once, a refresh token rotated once, a link or recovery code
     used once, a TOTP step accepted once. Build the WHERE so that the
     claim itself makes it false. The claim is part of the caller's unit of
-    work, which holds the claim with whatever it grants.
+    work, which holds the claim with whatever it grants. ``params`` are
+    the values of a prebuilt statement's bind parameters.
     """
-    return rowcount(db.session.execute(statement)) == 1
+    return rowcount(db.session.execute(statement, params)) == 1

@@ -52,6 +52,26 @@ def refresh_token_statement() -> Select:
 
 # The declarative table is a Table; its attribute is typed as FromClause.
 _INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshToken.__table__))
+# The rotation's claim, on the table rather than the entity: an ORM-enabled
+# UPDATE goes through the ORM's bulk-update preparation on every call
+# (about 150 µs of a refresh's CPU on PostgreSQL), and the session's Grant
+# is not synchronised either way (it was synchronize_session=False).
+_grants = cast(Table, Grant.__table__).c
+_ADVANCE_GRANT = (
+    update(cast(Table, Grant.__table__))
+    .where(
+        _grants.id == bindparam("grant_id"),
+        _grants.live_seq == bindparam("expect_live"),
+        _grants.seq_counter == bindparam("expect_counter"),
+        _grants.revoked_at.is_(None),
+    )
+    .values(
+        live_seq=bindparam("new_seq"),
+        live_parent_seq=bindparam("expect_live"),
+        seq_counter=bindparam("new_seq"),
+        last_refresh_at=bindparam("now"),
+    )
+)
 
 
 class RefreshRejected(Exception):
@@ -173,20 +193,14 @@ class RefreshRotation:
         of concurrent callers exactly one gets True."""
         new_seq = grant.seq_counter + 1
         advanced = claim_once(
-            update(Grant)
-            .where(
-                Grant.id == grant.id,
-                Grant.live_seq == expect_live,
-                Grant.seq_counter == grant.seq_counter,
-                Grant.revoked_at.is_(None),
-            )
-            .values(
-                live_seq=new_seq,
-                live_parent_seq=expect_live,
-                seq_counter=new_seq,
-                last_refresh_at=now,
-            )
-            .execution_options(synchronize_session=False)
+            _ADVANCE_GRANT,
+            {
+                "grant_id": grant.id,
+                "expect_live": expect_live,
+                "expect_counter": grant.seq_counter,
+                "new_seq": new_seq,
+                "now": now,
+            },
         )
         if not advanced:
             return False
