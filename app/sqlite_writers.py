@@ -7,15 +7,19 @@ tries and is not woken when the lock frees. Two refresh grants that meet
 at a write lock held for under a millisecond therefore cost the second
 one several milliseconds, and at 16 connections some waits run to half
 a second while writers that arrived later slip in between the sleeps
-(bench/README.md, "SQLite writers").
+(bench/README.md, "Where issue 13 stands (2026-12-01, after
+midnight)").
 
-So every connection made by ``connect`` takes, before the statement
-that opens its write transaction, an exclusive lock that its process's
-other threads wait on with a ``threading.Lock`` and other processes with
-``flock(2)`` on ``<database>-writer`` beside the database; and drops it
-the moment that transaction ends (commit, rollback, close). SQLite's own
-lock and busy timeout still stand behind it for any writer that does not
-come through here (the ``sqlite3`` shell, another program).
+So every ``QueuedWriterConnection`` takes, before the statement that
+opens its write transaction, its process's ``threading.Lock`` for that
+database (the process's other writers wait on it and are woken the
+moment it is released) and then an exclusive ``flock(2)`` on
+``<database>-writer`` beside the database (the one writer of each other
+process tries again every 50 to 500 µs: a blocking flock could not give
+up after a timeout); and drops both the moment that transaction ends
+(commit, rollback, close). SQLite's own lock and busy timeout still
+stand behind it for any writer that does not come through here (the
+``sqlite3`` shell, another program).
 
 Which statements open the transaction follows Python's sqlite3 (its
 legacy transaction control, the one SQLAlchemy uses): INSERT, UPDATE,
@@ -80,16 +84,21 @@ class _WriterQueue:
             return False
         self.holder = me
         pause = _FIRST_POLL
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self.leave(fd, locked=False)
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, _LONGEST_POLL)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(pause)
+                    pause = min(pause * 2, _LONGEST_POLL)
+        except BaseException:
+            self.leave(fd, locked=False)  # an interrupt must not keep the turn
+            raise
+        self.leave(fd, locked=False)
+        return False
 
     def leave(self, fd: int, locked: bool = True) -> None:
         if locked:
@@ -182,17 +191,15 @@ class QueuedWriterCursor(sqlite3.Cursor):
     connection: QueuedWriterConnection
 
     def execute(self, sql, parameters=(), /):
-        connection = self.connection
-        connection._enter_before(sql)
-        try:
-            return super().execute(sql, parameters)
-        finally:
-            connection._leave_if_done()
+        return self._queued(super().execute, sql, parameters)
 
     def executemany(self, sql, parameters, /):
+        return self._queued(super().executemany, sql, parameters)
+
+    def _queued(self, run, sql, parameters):
         connection = self.connection
         connection._enter_before(sql)
         try:
-            return super().executemany(sql, parameters)
+            return run(sql, parameters)
         finally:
             connection._leave_if_done()
