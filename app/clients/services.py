@@ -39,11 +39,6 @@ def _check_uri_text(uri, what: str) -> None:
         raise InvalidClientMetadata(f"{what} must not contain spaces: {uri!r}")
 
 
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
-
-
 def _check_backchannel_logout_uri(uri: str, production: bool) -> None:
     """Back-Channel Logout §2.2: an absolute http(s) URL without a fragment
     (https in production: the logout token is a bearer credential)."""
@@ -61,11 +56,6 @@ def _check_backchannel_logout_uri(uri: str, production: bool) -> None:
         parsed.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError as exc:
         raise InvalidClientMetadata(f"{what} has an invalid port: {uri}") from exc
-
-
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def _check_redirect_uri(uri: str) -> None:
@@ -92,11 +82,6 @@ def _check_redirect_uri(uri: str) -> None:
     )
 
 
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
-
-
 def _check_id_token_alg(alg: str) -> None:
     # OIDC Dynamic Client Registration §2: one of the algorithms discovery
     # lists in id_token_signing_alg_values_supported.
@@ -104,11 +89,6 @@ def _check_id_token_alg(alg: str) -> None:
         raise InvalidClientMetadata(
             f"id token algorithm must be one of {', '.join(SUPPORTED_ALGS)}"
         )
-
-
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def create_client(
@@ -184,11 +164,6 @@ def create_client(
     return client, secret
 
 
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
-
-
 def _check_refresh_grace(seconds) -> None:
     if seconds is None:
         return
@@ -205,11 +180,6 @@ def _check_refresh_grace(seconds) -> None:
 UNSET = object()
 
 
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
-
-
 def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
     """Change a registered client's settings; a setting not
     passed is left as it is (``refresh_grace_seconds=None`` goes back to
@@ -221,11 +191,6 @@ def update_client(client_id: str, refresh_grace_seconds=UNSET) -> Client:
         _check_refresh_grace(refresh_grace_seconds)
         client.refresh_grace_seconds = refresh_grace_seconds
     return client
-
-
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def set_id_token_alg(client_id: str, alg: str) -> Client:
@@ -242,20 +207,10 @@ def set_id_token_alg(client_id: str, alg: str) -> Client:
     return client
 
 
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
-
-
 def list_clients() -> list[Client]:
     return list(
         db.session.execute(select(Client).order_by(Client.created_at)).scalars()
     )
-
-
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def delete_client(client_id: str) -> bool:
@@ -265,11 +220,6 @@ def delete_client(client_id: str) -> bool:
         return False
     db.session.delete(client)
     return True
-
-
-# OIDC Core §5.4 standard scopes, plus offline_access (§11) for refresh tokens
-# that outlive the browser session.
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 
 
 def client_as_dict(client: Client) -> dict:
