@@ -39,9 +39,9 @@ limiter = Limiter(key_func=get_remote_address)
 
 def without_transaction() -> None:
     """Run the rest of this request's statements in autocommit: for a
-    request that only reads (introspection, a client_credentials grant),
-    a transaction is two extra round trips to PostgreSQL (BEGIN and
-    ROLLBACK or COMMIT) and buys nothing, since each read is one statement.
+    request that only reads (introspection), a transaction is two extra
+    round trips to PostgreSQL (BEGIN and ROLLBACK or COMMIT) and buys
+    nothing, since each read is one statement.
     Call it before the request's first statement; the pool restores the
     connection's isolation level when the request gives it back.
 

@@ -71,8 +71,8 @@ def _end_unit_of_work() -> None:
     # A request that never touched the database (JWKS, discovery) has no
     # transaction: committing would begin one only to end it, on every call.
     # One whose statements ended as they ran (see _no_transaction_open:
-    # introspection, a client_credentials grant) has nothing left to commit
-    # unless it added or changed ORM objects since.
+    # introspection) has nothing left to commit unless it added or changed
+    # ORM objects since.
     if not db.session.registry.has():
         return  # not even a session was made (building one costs too)
     session = db.session()

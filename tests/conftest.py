@@ -26,7 +26,15 @@ from tests.factories import Factories
 pytest_plugins = ["tests.support.fixtures", "tests.support.chromium"]
 
 ROOT = Path(__file__).resolve().parent.parent
-KEPT_TABLES = {"alembic_version", "signing_keys", "signing_key_state"}
+# Kept between tests: the schema's version, the keys made once per run, and
+# the one-row tables the migrations fill (client_registry's generation is
+# renewed by the triggers when tests delete clients).
+KEPT_TABLES = {
+    "alembic_version",
+    "signing_keys",
+    "signing_key_state",
+    "client_registry",
+}
 PG_ADMIN_URL = os.environ.get(
     "LATCHKEY_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

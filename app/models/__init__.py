@@ -2,7 +2,7 @@
 
 from app.models.account import Account, AccountStatus
 from app.models.account_token import AccountLink, LinkPurpose, RecoveryCode
-from app.models.client import Client
+from app.models.client import Client, ClientRegistry
 from app.models.device import BrowserSession, Device, SessionEnd
 from app.models.device_code import DeviceCode, DeviceCodeStatus
 from app.models.event import SecurityEvent
@@ -19,6 +19,7 @@ __all__ = [
     "AuthorizationCode",
     "BrowserSession",
     "Client",
+    "ClientRegistry",
     "Consent",
     "Device",
     "DeviceCode",

@@ -125,3 +125,16 @@ class Client(Model):
 
     def check_grant_type(self, grant_type):
         return grant_type in self.grant_types
+
+
+class ClientRegistry(Model):
+    """One row (id 1) whose ``generation`` (32 random hex digits) database
+    triggers renew on every change to ``clients``, in the transaction of
+    the change (migration 0009). A process that keeps clients in memory
+    reads it to know whether what it keeps is still what the table holds
+    (app/clients/cache.py)."""
+
+    __tablename__ = "client_registry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[str] = mapped_column(String(32))

@@ -22,6 +22,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
 from sqlalchemy import bindparam, select, update
 
+from app.clients.cache import ClientCache
 from app.clients.services import SCOPES_SUPPORTED
 from app.cutoff.liveness import is_live, with_context
 from app.cutoff.services import revoke_grant
@@ -68,7 +69,8 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
         self.issuer_service = issuer_service
         self.rotation = rotation
         self.code_lifetime = code_lifetime
-        self.init_app(app, query_client=_query_client, save_token=_save_token)
+        self.clients = ClientCache()
+        self.init_app(app, query_client=self._find_client, save_token=_save_token)
         self.scopes_supported = SCOPES_SUPPORTED
         self.register_grant(
             AuthorizationCodeGrant,
@@ -81,6 +83,23 @@ class LatchkeyAuthorizationServer(AuthorizationServer):
             LatchkeyDeviceAuthorizationEndpoint(self, issuer_service.issuer)
         )
         self.register_extension(_issuer_parameter(issuer_service.issuer)())
+
+    def _find_client(self, client_id):
+        """The Client named ``client_id``, or None: a transient object of
+        its own, never added to the session, made from the row this
+        process keeps while no client has changed (app/clients/cache.py),
+        so a client changed or deleted in another process counts from the
+        next request on."""
+        # A NUL byte is no client id, and PostgreSQL refuses it in a query.
+        if not client_id or len(client_id) > 64 or "\x00" in client_id:
+            return None
+        row = self.clients.row(client_id, _read_client)
+        if row is None:
+            return None
+        # Lists copied: whatever a request does to its Client stays its own.
+        return Client(
+            **{k: list(v) if isinstance(v, list) else v for k, v in row.items()}
+        )
 
     def authenticate_client(self, request, methods, endpoint="token"):
         """Authlib's client authentication, failing in one way only.
@@ -201,30 +220,22 @@ def _refused_error_description(exc: ValueError) -> bool:
     return tb.tb_frame.f_code is OAuth2Error.__init__.__code__
 
 
-# The statement of _query_client, built once (SQLAlchemy caches its SQL).
+# The statement of _read_client, built once (SQLAlchemy caches its SQL).
 _CLIENT_BY_ID = select(Client.__table__).where(
     Client.__table__.c.client_id == bindparam("client_id")
 )
 
 
-def _query_client(client_id):
-    """The Client named ``client_id``, or None: a transient snapshot of its
-    row, never added to the session.
+def _read_client(client_id: str) -> dict | None:
+    """The row of ``client_id`` as a dict of column values, or None.
 
-    A Core statement, not Session.get: every token, introspection and
-    revocation request reads its client, and the ORM's identity-map load
-    cost about twice the CPU of the statement itself (bench/inproc.py).
-    Clients have no relationships and nothing on the OAuth paths writes
-    one; the row is read on every request, so a client changed or deleted
-    in another process counts from the next request on.
+    A Core statement, not Session.get: the ORM's identity-map load cost
+    about twice the CPU of the statement itself (bench/inproc.py).
     """
-    # A NUL byte is no client id, and PostgreSQL refuses it in a query.
-    if not client_id or len(client_id) > 64 or "\x00" in client_id:
-        return None
     row = (
         db.session.connection().execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
     )
-    return None if row is None else Client(**row._mapping)
+    return None if row is None else dict(row._mapping)
 
 
 def _save_token(token, request):

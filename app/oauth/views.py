@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.config import JWKS_MAX_AGE
 from app.events.services import EventTag
-from app.extensions import csrf, without_transaction
+from app.extensions import csrf
 from app.models.base import utcnow
 from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
@@ -249,10 +249,11 @@ def consent():
 @csrf.exempt
 @token_client_limit
 def token():
-    if request.form.get("grant_type") == "client_credentials":
-        # Nothing is written for this grant (access tokens are not stored):
-        # the client lookup is its only statement.
-        without_transaction()
+    # No without_transaction() for client_credentials: its one statement
+    # was the client lookup, which a kept client (app/clients/cache.py)
+    # now answers without the session, whose connection that call would
+    # check out. A lookup the cache misses runs in a transaction, ended by
+    # the request's commit.
     return _server().create_token_response()
 
 
