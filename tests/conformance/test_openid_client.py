@@ -318,6 +318,27 @@ def test_client_credentials(node_rp, issuer, register, resource_server):
     assert described["client_id"] == service.client_id
 
 
+def test_client_credentials_refused_once_the_client_is_deleted(node_rp, register, app):
+    """A client the server's workers keep in memory (app/clients/cache.py)
+    and the operator then deletes with `flask clients delete` is refused
+    at openid-client's very next grant: invalid_client (RFC 6749 §5.2)."""
+    service = register(machine=True, name="Conformance job, deleted")
+    for _ in range(4):  # both workers of the live server keep the client
+        node_rp.call("/clientCredentialsGrant", client_id=service.client_id)
+    deleted = app.test_cli_runner().invoke(
+        args=["clients", "delete", service.client_id, "--yes"]
+    )
+    assert deleted.exit_code == 0, deleted.output
+    for _ in range(4):
+        refused = node_rp.refused(
+            "/clientCredentialsGrant", client_id=service.client_id
+        )
+        # RFC 6749 §5.2: 401, and a WWW-Authenticate challenge naming the
+        # error, since the client authenticated with HTTP Basic.
+        assert refused["status"] == 401, refused
+        assert refused["challenge_error"] == "invalid_client", refused
+
+
 def test_device_flow(page, node_rp, issuer, register, person):
     """RFC 8628: the device asks for codes, the person approves on another
     device (Chromium), the device's polling gets tokens, once."""
