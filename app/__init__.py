@@ -48,15 +48,6 @@ def create_app(config: dict | None = None) -> UnitOfWorkFlask:
         # Redis away: count in this process instead of failing every sign-in.
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
     )
-    if settings.trusted_proxies:
-        # Behind a load balancer the client's address is in X-Forwarded-For;
-        # trust exactly as many hops as the operator says, no more.
-        # Flask's documented way to add WSGI middleware replaces the method.
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app,
-            x_for=settings.trusted_proxies,
-            x_proto=settings.trusted_proxies,
-        )
     db.init_app(app)
     _enable_sqlite_foreign_keys(app)
     migrate.init_app(app, db, directory=_migrations_dir())
@@ -126,6 +117,19 @@ def create_app(config: dict | None = None) -> UnitOfWorkFlask:
     from app.oauth.discovery import build_discovery
 
     services.discovery_json = build_discovery(app, services)
+    # Flask's documented way to add WSGI middleware replaces the method.
+    from app.oauth.documents import PublishedDocuments
+
+    app.wsgi_app = PublishedDocuments(app, app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxies:
+        # Behind a load balancer the client's address is in X-Forwarded-For;
+        # trust exactly as many hops as the operator says, no more. Outermost,
+        # so that what answers below Flask logs that address too.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,
+            x_proto=settings.trusted_proxies,
+        )
     if settings.outbox_thread and not app.testing:
         from app.background import install_dev_worker
 

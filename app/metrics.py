@@ -88,9 +88,25 @@ def _start_timer():
 
 def _count(response: Response) -> Response:
     req = request._get_current_object()  # type: ignore[attr-defined]
-    endpoint = req.endpoint or "unmatched"
-    method = req.method if req.method in KNOWN_METHODS else "OTHER"
-    status = response.status_code
+    started = g.get("metrics_started")
+    count_request(
+        req.endpoint or "unmatched",
+        req.method,
+        response.status_code,
+        None if started is None else time.perf_counter() - started,
+    )
+    return response
+
+
+def count_request(
+    endpoint: str, method: str, status: int, seconds: float | None
+) -> None:
+    """Count one answered request: ``endpoint`` is the Flask endpoint name
+    (never the path), ``method`` the request's (made-up ones count as
+    "OTHER"), ``seconds`` the time to answer it, or None when unknown.
+    The after_request hook calls it, and so does what answers below Flask
+    (app/oauth/documents.py)."""
+    method = method if method in KNOWN_METHODS else "OTHER"
     key = (endpoint, method, status)
     children = _children.get(key)
     if children is None:
@@ -99,12 +115,10 @@ def _count(response: Response) -> Response:
             LATENCY.labels(endpoint),
         )
     children[0].inc()
-    started = g.get("metrics_started")
-    if started is not None:
-        children[1].observe(time.perf_counter() - started)
+    if seconds is not None:
+        children[1].observe(seconds)
     if status == 429:
         RATE_LIMIT_HITS.labels(endpoint).inc()
-    return response
 
 
 class OutboxCollector:

@@ -189,7 +189,23 @@ class KeyRing:
 
     # -- use --------------------------------------------------------------
     def jwks_json(self) -> str:
+        """The JWKS (RFC 7517 §5) as JSON text; reads the database when the
+        check interval has passed. Needs an app context."""
         return self._current().jwks_json
+
+    def jwks_json_if_checked(self) -> str | None:
+        """The JWKS as ``jwks_json`` would give it, when that needs no
+        database read (the version was checked less than the check
+        interval ago and no key activated, retired or expired since);
+        else None. Needs no app context."""
+        view = self._view
+        if (
+            view.version is None
+            or time.monotonic() >= self._next_check
+            or time.time() >= view.valid_until
+        ):
+            return None
+        return view.jwks_json
 
     def signing_algorithms(self) -> tuple[str, ...]:
         """The algorithms that have a key signing now."""

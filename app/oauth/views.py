@@ -29,6 +29,7 @@ from app.extensions import csrf
 from app.models.base import utcnow
 from app.oauth.authorize_params import Freshness, check_authorization_params
 from app.oauth.consent import consent_needed, remember_consent
+from app.oauth.documents import DISCOVERY_MAX_AGE, document_headers
 from app.oauth.forms import ConsentForm
 from app.oauth.throttling import token_client_limit
 from app.oauth.tokens import Subject
@@ -264,24 +265,23 @@ def userinfo():
     return userinfo_response(request)
 
 
-def _json(body: str, max_age=300) -> Response:
-    response = Response(body, mimetype="application/json")
-    response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+def _json(body: str, max_age: int) -> Response:
+    headers = document_headers(max_age)
+    return Response(body, mimetype="application/json", headers=headers)
 
 
+# GET and HEAD of these paths are answered below Flask, from the same text
+# with the same headers (app/oauth/documents.py); these routes answer the
+# rest (OPTIONS, a query string) and are what discovery derives from.
 @bp.route("/.well-known/openid-configuration")
 @bp.route("/.well-known/oauth-authorization-server")
 @not_advertised("the metadata document itself (RFC 8414 §3, OIDC Discovery §4)")
 def discovery():
-    return _json(current_app.extensions["latchkey"].discovery_json)
+    return _json(current_app.extensions["latchkey"].discovery_json, DISCOVERY_MAX_AGE)
 
 
 @bp.route("/jwks.json")
 @advertised_as("jwks_uri")
 def jwks():
     # Rotation pre-publishes keys for longer than this (app/keys/ring.py).
-    return _json(
-        current_app.extensions["latchkey"].keys.jwks_json(), max_age=JWKS_MAX_AGE
-    )
+    return _json(current_app.extensions["latchkey"].keys.jwks_json(), JWKS_MAX_AGE)

@@ -267,15 +267,20 @@ def security_headers(response):
             headers.add(name, value)
     if request.path in _NO_STORE_PATHS:
         headers["Cache-Control"] = "no-store"
-    settings = current_app.config["LATCHKEY"]
-    # RFC 6797 §6.1: browsers that met us over https never try plain http
-    # again for a year (§8.1: a header seen over http is ignored, so a proxy
-    # that ends TLS may pass it on as it is). No includeSubDomains: the
-    # operator's other hosts are not ours to pin.
-    if (
-        settings.is_production
-        and settings.issuer.startswith("https://")
-        and "strict-transport-security" not in present
-    ):
-        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE}"
+    hsts = strict_transport_security(current_app.config["LATCHKEY"])
+    if hsts and "strict-transport-security" not in present:
+        headers["Strict-Transport-Security"] = hsts
     return response
+
+
+def strict_transport_security(settings) -> str | None:
+    """The Strict-Transport-Security value every answer carries, or None
+    where none is sent (outside production, or an http:// issuer).
+
+    RFC 6797 §6.1: browsers that met us over https never try plain http
+    again for a year (§8.1: a header seen over http is ignored, so a proxy
+    that ends TLS may pass it on as it is). No includeSubDomains: the
+    operator's other hosts are not ours to pin."""
+    if settings.is_production and settings.issuer.startswith("https://"):
+        return f"max-age={HSTS_MAX_AGE}"
+    return None

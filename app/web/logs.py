@@ -35,10 +35,14 @@ _HANDLER_MARK = "_latchkey_handler"
 def request_id() -> str:
     """This request's id: the sane incoming X-Request-ID, else a new one."""
     if "request_id" not in g:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        sane = _SANE_REQUEST_ID.fullmatch(incoming)
-        g.request_id = incoming if sane else secrets.token_hex(16)
+        g.request_id = choose_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
     return g.request_id
+
+
+def choose_request_id(incoming: str) -> str:
+    """``incoming`` (an X-Request-ID header's value, "" when absent) if it
+    looks like an id, else 32 new random hex digits."""
+    return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
 
 
 class RequestIdFilter(logging.Filter):
@@ -108,24 +112,41 @@ def _log_access(response: Response) -> Response:
     """after_request hook: the X-Request-ID header and the access line.
 
     It runs for every request, the machine endpoints' included, so it reads
-    the request context once, not once per field, and hands the record
-    straight to the logger's handlers: ``Logger.info`` would also walk the
-    stack for a caller that no line Latchkey writes shows.
+    the request context once, not once per field.
     """
     from app.web.sessions import client_ip
 
     req = request._get_current_object()  # type: ignore[attr-defined]
     rid = request_id()
     response.headers[REQUEST_ID_HEADER] = rid
-    if not access_log.isEnabledFor(logging.INFO):
-        return response
     started = g.get("access_started", time.perf_counter())
     rule = req.url_rule
-    method = req.method if req.method in KNOWN_METHODS else "OTHER"
-    route = rule.rule if rule is not None else "<unmatched>"
-    status = response.status_code
-    duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    ip = client_ip()
+    write_access_line(
+        req.method,
+        rule.rule if rule is not None else "<unmatched>",
+        response.status_code,
+        time.perf_counter() - started,
+        client_ip(),
+        rid,
+    )
+    return response
+
+
+def write_access_line(
+    method: str, route: str, status: int, seconds: float, ip: str, rid: str
+) -> None:
+    """Write one request's access line: ``route`` is the matched rule's
+    pattern (never the path), ``seconds`` the time to answer, ``ip`` the
+    client's address, ``rid`` its request id. The after_request hook calls
+    it, and so does what answers below Flask (app/oauth/documents.py).
+
+    The record goes straight to the logger's handlers: ``Logger.info``
+    would also walk the stack for a caller that no line Latchkey writes
+    shows."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    method = method if method in KNOWN_METHODS else "OTHER"
+    duration_ms = round(seconds * 1000, 1)
     fields = {
         "method": method,
         "route": route,
@@ -140,7 +161,6 @@ def _log_access(response: Response) -> Response:
             extra={"access": fields, "request_id": rid},
         )
     )  # fmt: skip
-    return response
 
 
 def init_request_logging(app: Flask, log_format: str) -> None:

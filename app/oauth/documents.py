@@ -1,0 +1,121 @@
+"""The published documents, answered below Flask: the authorization
+server's metadata (RFC 8414 §3, OpenID Connect Discovery 1.0 §4) and the
+JWKS (RFC 7517 §5).
+
+Each is JSON text built once (the JWKS again when the keys change), which
+relying parties and resource servers fetch on every start and on every
+``kid`` they do not know. Through Flask, a GET of one cost ten times what
+a WSGI answer costs, all of it in the request context and the hooks that
+every page needs and these do not (bench/README.md, "The published
+documents below Flask"). So ``PublishedDocuments`` answers a GET or HEAD of
+their paths, without a query string, from the prebuilt text; any other
+request, and any that fails here, goes on to Flask, whose routes for the
+same paths (app/oauth/views.py) stay what discovery and the URL map list.
+
+The answer is the one Flask's routes give: the same body, Content-Type,
+Cache-Control, CORS and security headers, an X-Request-ID, one access
+line and the request metrics; tests/flows/test_published_documents.py
+compares the two header by header.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from flask import Flask
+
+from app.config import JWKS_MAX_AGE
+from app.metrics import count_request
+from app.web.common import SECURITY_HEADERS, strict_transport_security
+from app.web.logs import choose_request_id, write_access_line
+
+# How long clients may cache the metadata (Cache-Control max-age, seconds);
+# the JWKS's is JWKS_MAX_AGE, which key rotation's timings depend on.
+DISCOVERY_MAX_AGE = 300
+DISCOVERY_ENDPOINT = "oauth.discovery"
+JWKS_ENDPOINT = "oauth.jwks"
+
+
+def document_headers(max_age: int) -> list[tuple[str, str]]:
+    """The headers of a published document besides its type and length:
+    cacheable for ``max_age`` seconds by anyone, readable by any origin's
+    scripts (a browser-based relying party fetches both)."""
+    return [
+        ("Cache-Control", f"public, max-age={max_age}"),
+        ("Access-Control-Allow-Origin", "*"),
+    ]
+
+
+class PublishedDocuments:
+    """WSGI middleware around Flask's ``wsgi_app``: answers GET and HEAD of
+    the metadata and JWKS paths (those of the ``oauth.discovery`` and
+    ``oauth.jwks`` routes) itself. Install it once every blueprint is
+    registered and the discovery document is built."""
+
+    def __init__(self, app: Flask, wrapped: Callable):
+        self._app = app
+        self._wrapped = wrapped
+        services = app.extensions["latchkey"]
+        self._services = services
+        fixed = list(SECURITY_HEADERS)
+        hsts = strict_transport_security(app.config["LATCHKEY"])
+        if hsts:
+            fixed.append(("Strict-Transport-Security", hsts))
+        self._fixed_headers = fixed
+        # path -> (endpoint, route pattern, max-age): read from the URL map,
+        # so a path is answered here exactly when Flask has the route.
+        self._paths: dict[str, tuple[str, str, int]] = {}
+        for rule in app.url_map.iter_rules():
+            if rule.endpoint == DISCOVERY_ENDPOINT:
+                self._paths[rule.rule] = (rule.endpoint, rule.rule, DISCOVERY_MAX_AGE)
+            elif rule.endpoint == JWKS_ENDPOINT:
+                self._paths[rule.rule] = (rule.endpoint, rule.rule, JWKS_MAX_AGE)
+        self._encoded: dict[str, tuple[str, bytes]] = {}
+
+    def _text(self, endpoint: str) -> str:
+        if endpoint == DISCOVERY_ENDPOINT:
+            return self._services.discovery_json
+        text = self._services.keys.jwks_json_if_checked()
+        if text is None:
+            # Time to ask the database whether the keys changed.
+            with self._app.app_context():
+                text = self._services.keys.jwks_json()
+        return text
+
+    def _body(self, endpoint: str) -> bytes:
+        text = self._text(endpoint)
+        cached = self._encoded.get(endpoint)
+        if cached is None or cached[0] is not text:
+            cached = self._encoded[endpoint] = (text, text.encode())
+        return cached[1]
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        found = self._paths.get(environ.get("PATH_INFO", ""))
+        method = environ.get("REQUEST_METHOD", "")
+        query = environ.get("QUERY_STRING")
+        if found is None or method not in ("GET", "HEAD") or query:
+            return self._wrapped(environ, start_response)
+        endpoint, route, max_age = found
+        try:
+            body = self._body(endpoint)
+        except Exception:  # Flask answers it, and logs why
+            return self._wrapped(environ, start_response)
+        rid = choose_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                *document_headers(max_age),
+                ("X-Request-ID", rid),
+                *self._fixed_headers,
+            ],
+        )
+        seconds = time.perf_counter() - started
+        write_access_line(
+            method, route, 200, seconds, environ.get("REMOTE_ADDR", ""), rid
+        )
+        count_request(endpoint, method, 200, seconds)
+        return [body] if method == "GET" else []
