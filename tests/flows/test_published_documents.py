@@ -179,3 +179,20 @@ def test_a_failure_below_flask_is_answered_by_flask(app, client, monkeypatch):
     assert response.status_code == 200
     assert "keys" in response.get_json()
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/json", "application/jwk-set+json", "text/html", "*/*", ""],
+)
+def test_any_accept_gets_json_readable_from_any_origin(client, accept):
+    # JWKS clients send Accept: application/json (auth0/jwks-rsa-java#59,
+    # #77) or expect that type back (logto#3473: KrakenD refuses another);
+    # browser-based relying parties need CORS on both (health-cards#107).
+    headers = {"Accept": accept, "Origin": "https://rp.example"} if accept else {}
+    for path in PATHS:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert json.loads(response.data)
