@@ -36,6 +36,7 @@ from app.web.logs import choose_request_id, write_access_line
 DISCOVERY_MAX_AGE = 300
 DISCOVERY_ENDPOINT = "oauth.discovery"
 JWKS_ENDPOINT = "oauth.jwks"
+_MAX_AGE = {DISCOVERY_ENDPOINT: DISCOVERY_MAX_AGE, JWKS_ENDPOINT: JWKS_MAX_AGE}
 
 
 def document_headers(max_age: int) -> list[tuple[str, str]]:
@@ -57,21 +58,20 @@ class PublishedDocuments:
     def __init__(self, app: Flask, wrapped: Callable):
         self._app = app
         self._wrapped = wrapped
-        services = app.extensions["latchkey"]
-        self._services = services
-        fixed = list(SECURITY_HEADERS)
+        self._services = app.extensions["latchkey"]
+        after_id = list(SECURITY_HEADERS)
         hsts = strict_transport_security(app.config["LATCHKEY"])
         if hsts:
-            fixed.append(("Strict-Transport-Security", hsts))
-        self._fixed_headers = fixed
-        # path -> (endpoint, route pattern, max-age): read from the URL map,
-        # so a path is answered here exactly when Flask has the route.
-        self._paths: dict[str, tuple[str, str, int]] = {}
+            after_id.append(("Strict-Transport-Security", hsts))
+        self._after_id = after_id
+        # path -> (endpoint, route pattern, the headers between the length
+        # and the request id), built once. Read from the URL map, so a
+        # path is answered here exactly when Flask has the route.
+        self._paths: dict[str, tuple[str, str, list[tuple[str, str]]]] = {}
         for rule in app.url_map.iter_rules():
-            if rule.endpoint == DISCOVERY_ENDPOINT:
-                self._paths[rule.rule] = (rule.endpoint, rule.rule, DISCOVERY_MAX_AGE)
-            elif rule.endpoint == JWKS_ENDPOINT:
-                self._paths[rule.rule] = (rule.endpoint, rule.rule, JWKS_MAX_AGE)
+            if rule.endpoint in _MAX_AGE:
+                headers = document_headers(_MAX_AGE[rule.endpoint])
+                self._paths[rule.rule] = (rule.endpoint, rule.rule, headers)
         self._encoded: dict[str, tuple[str, bytes]] = {}
 
     def _text(self, endpoint: str) -> str:
@@ -98,7 +98,7 @@ class PublishedDocuments:
         query = environ.get("QUERY_STRING")
         if found is None or method not in ("GET", "HEAD") or query:
             return self._wrapped(environ, start_response)
-        endpoint, route, max_age = found
+        endpoint, route, headers = found
         try:
             body = self._body(endpoint)
         except Exception:  # Flask answers it, and logs why
@@ -109,9 +109,9 @@ class PublishedDocuments:
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
-                *document_headers(max_age),
+                *headers,
                 ("X-Request-ID", rid),
-                *self._fixed_headers,
+                *self._after_id,
             ],
         )
         seconds = time.perf_counter() - started

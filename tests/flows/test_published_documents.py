@@ -196,3 +196,27 @@ def test_any_accept_gets_json_readable_from_any_origin(client, accept):
         assert response.headers["Content-Type"] == "application/json"
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         assert json.loads(response.data)
+
+
+def test_malformed_requests_change_nothing_and_never_500(app, client):
+    # Near-miss paths are Flask's to refuse: a 404, in JSON under the
+    # machine paths and a page elsewhere; a body on a GET, an oversized or
+    # forged request id are ignored; none reaches a 500 or a document.
+    for path in ("/jwks.json/", "/jwks.json%00", "/.well-known/"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.is_json, path
+    page = client.get("/JWKS.JSON")
+    assert page.status_code == 404
+    assert page.mimetype == "text/html"
+    expected = client.get("/jwks.json").data
+    with_body = client.get(
+        "/jwks.json", data=b"x" * 4096, content_type="application/octet-stream"
+    )
+    assert with_body.status_code == 200
+    assert with_body.data == expected
+    for sent in ("x" * 65, "a\tb", "ü"):
+        response = client.get("/jwks.json", headers={"X-Request-ID": sent})
+        assert response.status_code == 200
+        assert response.headers["X-Request-ID"] != sent
+        assert len(response.headers["X-Request-ID"]) == 32
